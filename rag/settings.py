@@ -1,0 +1,76 @@
+"""Configuration: one `Settings` object from `RAG_*` environment variables and `.env`.
+
+`get_settings()` builds it once and caches it; everything else receives settings
+explicitly. Every CLI option mirrors one field here (the CLI passes overrides through
+`Settings.model_copy(update=...)`). Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # where things are
+    notes_dir: Path = Field(Path("notes"), description="folder of markdown notes")
+    index_dir: Path = Field(Path("index"), description="where the built index lives")
+
+    # embedding and chunking
+    embedder: str = Field(
+        "all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (packaged, offline), 'hash' (test fake), a local "
+        "model folder, or a hub model name (needs network once)",
+    )
+    embed_batch_size: int = Field(32, ge=1, le=1024)
+    chunk_tokens: int = Field(200, ge=32, le=2048, description="max word pieces a chunk holds, context included")
+    chunk_overlap: int = Field(1, ge=0, le=5, description="blocks repeated from the previous chunk of a section")
+
+    # retrieval
+    top_k: int = Field(5, ge=1, le=50)
+    candidates: int = Field(40, ge=1, le=1000, description="candidates each retriever contributes to fusion")
+    rrf_k: float = Field(60.0, gt=0, description="reciprocal rank fusion constant")
+    dense_weight: float = Field(1.0, ge=0)
+    bm25_weight: float = Field(1.0, ge=0)
+
+    # answering
+    generator: str = "extractive"
+    abstain_threshold: float = Field(
+        0.35, description="minimum evidence score to answer; below it the answer abstains"
+    )
+    max_question_chars: int = Field(2000, ge=10)
+    max_sentences: int = Field(3, ge=1, le=10)
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    admin_token: str | None = None
+    watch: bool = False
+    watch_debounce_ms: int = Field(500, ge=10)
+
+    # LLM generators
+    llama_model: Path | None = None
+    models_dir: Path = Path("models")
+    llm_context_tokens: int = Field(2048, ge=256, description="token budget for passages in LLM prompts")
+    llm_max_tokens: int = Field(256, ge=16)
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_retries: int = Field(2, ge=0, le=10)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    anthropic_api_key: str | None = None
+    anthropic_model: str = "claude-3-5-haiku-latest"
+    anthropic_base_url: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and `.env`."""
+    return Settings()
