@@ -16,7 +16,8 @@ be found again in the file.
 
 Deliberately left out: HTML blocks are treated as paragraphs, reference-style link
 definitions and footnotes are plain text, and indented (4-space) code blocks are not told
-apart from paragraphs. Lines are split on `\\n`, `\\r\\n` and `\\r` only, as editors count them.
+apart from paragraphs. A single word longer than the limit (a URL, a data blob) stays whole
+and the model truncates it. Lines are split on `\\n`, `\\r\\n` and `\\r` only, as editors count them.
 """
 
 from __future__ import annotations
@@ -179,12 +180,13 @@ def chunk_note(
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     for heading, blocks in _sections(note):
-        context = embed_text(note.title, heading, "")
-        budget = config.max_tokens - count_tokens(context)
-        if budget < 16:  # a heading path so long it leaves no room: drop the heading
-            heading, context = "", embed_text(note.title, "", "")
-            budget = max(16, config.max_tokens - count_tokens(context))
-        for units in _pack(blocks, budget, config.overlap, count_tokens):
+        if count_tokens(embed_text(note.title, heading, "x")) > config.max_tokens:
+            heading = ""  # a heading path so long it leaves no room for text: drop it
+
+        def fits(body: str, heading: str = heading) -> bool:
+            return count_tokens(embed_text(note.title, heading, body)) <= config.max_tokens
+
+        for units in _pack(blocks, fits, config.overlap):
             body = _join(units)
             digest = hashlib.sha256(embed_text(note.title, heading, body).encode()).hexdigest()
             occurrence = seen.get(digest, 0)
@@ -287,14 +289,14 @@ def _join(units: list[_Unit]) -> str:
     return out.strip("\n")
 
 
-def _split_block(block: list[_Unit], budget: int, count: Callable[[str], int]) -> list[list[_Unit]]:
-    """Pieces of an oversize block, each within budget: whole lines, then sentences, then words."""
+def _split_block(block: list[_Unit], fits: Callable[[str], bool]) -> list[list[_Unit]]:
+    """Pieces of an oversize block, each fitting: whole lines, then sentences, then words."""
     pieces: list[list[_Unit]] = []
     piece: list[_Unit] = []
     for unit in block:
-        parts = [unit] if count(unit.text) <= budget else _split_line(unit, budget, count)
+        parts = [unit] if fits(unit.text) else _split_line(unit, fits)
         for part in parts:
-            if piece and count(_join(piece + [part])) > budget:
+            if piece and not fits(_join(piece + [part])):
                 pieces.append(piece)
                 piece = []
             piece.append(part)
@@ -303,25 +305,25 @@ def _split_block(block: list[_Unit], budget: int, count: Callable[[str], int]) -
     return pieces
 
 
-def _split_line(unit: _Unit, budget: int, count: Callable[[str], int]) -> list[_Unit]:
+def _split_line(unit: _Unit, fits: Callable[[str], bool]) -> list[_Unit]:
     sentences = [s for s in _SENTENCE_END.split(unit.text) if s.strip()]
     out: list[_Unit] = []
     buf = ""
     for sentence in sentences:
-        if count(sentence) > budget:  # one enormous sentence: cut by words
+        if not fits(sentence):  # one enormous sentence: cut by words (a single giant word stays whole)
             words = sentence.split()
             if buf:
                 out.append(_Unit(unit.start, unit.end, buf))
                 buf = ""
             for word in words:
                 cand = f"{buf} {word}" if buf else word
-                if buf and count(cand) > budget:
+                if buf and not fits(cand):
                     out.append(_Unit(unit.start, unit.end, buf))
                     cand = word
                 buf = cand
             continue
         cand = f"{buf} {sentence}" if buf else sentence
-        if buf and count(cand) > budget:
+        if buf and not fits(cand):
             out.append(_Unit(unit.start, unit.end, buf))
             cand = sentence
         buf = cand
@@ -330,20 +332,18 @@ def _split_line(unit: _Unit, budget: int, count: Callable[[str], int]) -> list[_
     return out
 
 
-def _pack(
-    blocks: list[list[_Unit]], budget: int, overlap: int, count: Callable[[str], int]
-) -> Iterator[list[_Unit]]:
-    """Greedy packing of blocks into chunks of at most `budget` tokens."""
+def _pack(blocks: list[list[_Unit]], fits: Callable[[str], bool], overlap: int) -> Iterator[list[_Unit]]:
+    """Greedy packing of blocks into chunks that fit."""
     flat: list[list[_Unit]] = []
     for block in blocks:
-        flat.extend([block] if count(_join(block)) <= budget else _split_block(block, budget, count))
+        flat.extend([block] if fits(_join(block)) else _split_block(block, fits))
     chunk: list[list[_Unit]] = []
     for block in flat:
-        if chunk and count(_join([u for b in chunk + [block] for u in b])) > budget:
+        if chunk and not fits(_join([u for b in chunk + [block] for u in b])):
             yield [u for b in chunk for u in b]
             carried = chunk[-overlap:] if overlap else []
             # carry the overlap only if it leaves room for the new block
-            while carried and count(_join([u for b in carried + [block] for u in b])) > budget:
+            while carried and not fits(_join([u for b in carried + [block] for u in b])):
                 carried = carried[1:]
             chunk = list(carried)
         chunk.append(block)

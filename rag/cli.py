@@ -220,7 +220,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except RagError as exc:
-        err.print(f"[red]error[/]: {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -232,5 +232,5 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        err.print(f"[red]error[/]: unexpected {type(exc).__name__}: {exc}", highlight=False)
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -70,9 +70,11 @@ def scan_notes(notes_dir: Path) -> tuple[dict[str, bytes], list[str]]:
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or path.suffix.lower() not in NOTE_SUFFIXES:
             continue
-        if not path.is_file():
-            continue
         key = rel.as_posix()
+        if not path.is_file():
+            if path.is_symlink():
+                warnings.append(f"{key}: skipped, unreadable (broken symbolic link)")
+            continue
         try:
             data = path.read_bytes()
         except OSError as exc:
