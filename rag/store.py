@@ -45,6 +45,9 @@ __all__ = ["FORMAT_VERSION", "Manifest", "Snapshot", "IndexStore", "EmbeddingCac
 FORMAT_VERSION = 1
 _FILES = ("chunks.sqlite", "dense.faiss", "terms.json")
 _COMPOUND = re.compile(r"[a-z0-9]+(?:[-.'/][a-z0-9]+)*")
+# BM25 term-frequency saturation and length normalisation (see eval/results/scifact_tuning.json).
+BM25_K1 = 1.2
+BM25_B = 0.75
 
 
 @dataclass
@@ -113,6 +116,10 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(f.fileno())
     for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         _fsync_dir(d)
+
+
+def _checkpoint(stage: str) -> None:
+    """A seam between the steps of `IndexStore.write`: crash tests replace it with SIGKILL."""
 
 
 class IndexStore:
@@ -225,10 +232,12 @@ class IndexStore:
         tmp.mkdir()
         try:
             _write_chunks(tmp / "chunks.sqlite", chunks)
+            _checkpoint("chunks")
             index = faiss.IndexFlatIP(manifest.dim)
             if len(chunks):
                 index.add(np.ascontiguousarray(vectors, dtype=np.float32))
             faiss.write_index(index, str(tmp / "dense.faiss"))
+            _checkpoint("dense")
             df: dict[str, int] = {}
             for toks in tokens:
                 for t in set(toks):
@@ -236,22 +245,27 @@ class IndexStore:
             (tmp / "terms.json").write_text(json.dumps(df, sort_keys=True))
             files = list(_FILES)
             if len(chunks):
-                bm25 = bm25s.BM25(k1=1.2, b=0.75)
+                bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
                 bm25.index([list(t) for t in tokens], show_progress=False)
                 bm25.save(str(tmp / "bm25"), show_progress=False)
                 files += [str(p.relative_to(tmp)) for p in sorted((tmp / "bm25").iterdir())]
+            _checkpoint("bm25")
             manifest.files = {rel: _sha256(tmp / rel) for rel in files}
             (tmp / "manifest.json").write_text(json.dumps(asdict(manifest), indent=1, sort_keys=True))
             _fsync_tree(tmp)
+            _checkpoint("manifest")
             os.rename(tmp, self.snapshots / sid)
             _fsync_dir(self.snapshots)
+            _checkpoint("renamed")
             pointer = self.root / "CURRENT.tmp"
             with pointer.open("w") as f:
                 f.write(sid + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+            _checkpoint("pointer-written")
             os.replace(pointer, self.root / "CURRENT")
             _fsync_dir(self.root)
+            _checkpoint("switched")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
