@@ -147,6 +147,10 @@ class RagService:
         return q, gen, hits, evidence, (time.perf_counter() - t0) * 1000
 
     def ask(self, question: str, k: int | None = None, generator: str | None = None) -> Answer:
+        return self.ask_with_hits(question, k, generator)[0]
+
+    def ask_with_hits(self, question: str, k: int | None = None, generator: str | None = None) -> tuple[Answer, list[Hit]]:
+        """The answer and the ranked hits it was written from (before the gate): for `rag eval`."""
         t_start = time.perf_counter()
         q, gen, hits, evidence, retrieve_ms = self._prepare(question, k, generator)
         t1 = time.perf_counter()
@@ -160,7 +164,7 @@ class RagService:
             "generate": round((time.perf_counter() - t1) * 1000, 2),
             "total": round((time.perf_counter() - t_start) * 1000, 2),
         }
-        return answer
+        return answer, hits
 
     def ask_stream(self, question: str, k: int | None = None, generator: str | None = None) -> Iterator[dict]:
         """Events for streaming: citations first, then text pieces, then the final answer."""
@@ -171,7 +175,11 @@ class RagService:
             final = self.abstain(q, gen.name, hits, evidence)
             yield {"event": "citations", "data": [c.model_dump() for c in final.citations]}
             yield {"event": "delta", "data": final.answer}
-        else:
+        elif gen.name == "extractive":  # written at once: its own numbering from the first event on
+            final = gen.generate(q, hits, evidence)
+            yield {"event": "citations", "data": [c.model_dump() for c in final.citations]}
+            yield {"event": "delta", "data": final.answer}
+        else:  # an LLM cites passages by their rank in the prompt until `done` renumbers them
             yield {"event": "citations", "data": [citation_from_hit(i + 1, h).model_dump() for i, h in enumerate(hits)]}
             final = None
             for piece in gen.stream(q, hits, evidence):

@@ -68,12 +68,15 @@ class Sentence:
     text: str
     start_line: int  # 1-based, in the note
     end_line: int
+    item: bool = False  # starts a list item or table row
 
 
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|al|approx|Fig|Eq|Dr|Mr|Ms|No)\.$", re.I)
 _END = re.compile(r"[.!?][\"')\]*_]*(?=\s|$)")
 _EDGE = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s*|#+\s+|\|\s*)+|\s*\|?\s*$")
 _HAS_LETTERS = re.compile(r"[A-Za-z]{2}")
+_ITEM = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|\|)")
+_MARKER = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|>\s*|#+\s+|\|)")
 
 
 def sentences(text: str, start_line: int) -> list[Sentence]:
@@ -84,14 +87,16 @@ def sentences(text: str, start_line: int) -> list[Sentence]:
     """
     out: list[Sentence] = []
     buf: list[tuple[int, str]] = []  # (line, text) pieces of the sentence being built
+    state = {"item": False}  # does the sentence being built start a list item or table row?
 
     def flush() -> None:
         if buf:
             raw = " ".join(t for _, t in buf)
             clean = _EDGE.sub("", raw).strip()
             if _HAS_LETTERS.search(clean):
-                out.append(Sentence(clean, buf[0][0], buf[-1][0]))
+                out.append(Sentence(clean, buf[0][0], buf[-1][0], state["item"]))
             buf.clear()
+        state["item"] = False
 
     in_fence = False
     for offset, line in enumerate(text.split("\n")):
@@ -104,10 +109,13 @@ def sentences(text: str, start_line: int) -> list[Sentence]:
         if in_fence or not stripped or set(stripped) <= set("|-: "):
             flush()
             continue
-        if re.match(r"^(?:[-*+]\s|\d+[.)]\s|>|#|\|)", stripped):
-            flush()  # a new list item, quote, heading or table row starts a new sentence
         pos = 0
-        for m in _END.finditer(line):
+        marker = _MARKER.match(line)
+        if marker:  # a new list item, quote, heading or table row starts a new sentence
+            flush()
+            state["item"] = bool(_ITEM.match(line))
+            pos = marker.end()  # the marker itself ("1. ", "- ") is no sentence end
+        for m in _END.finditer(line, pos):
             piece = line[pos : m.end()]
             if _ABBREV.search(piece.rstrip("\"')]*_")):
                 continue

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
 from rag.app import create_app
+from rag.citations import MARKER
 from rag.service import RagService
 from rag.settings import Settings
 
@@ -142,3 +145,31 @@ def test_unexpected_errors_are_json_not_tracebacks(service, monkeypatch):
     r = c.post("/ask", json={"question": "What is DPO?"})
     assert r.status_code == 500
     assert r.json() == {"detail": "internal error: RuntimeError", "error": "InternalError"}
+
+
+def parse_sse(text: str) -> list[tuple[str, object]]:
+    events = []
+    for frame in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in frame.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+@pytest.mark.parametrize("question, abstains", [("What does DPO train on?", False), ("Best lasagne recipe with spinach?", True)])
+def test_streamed_answer_matches_its_first_citations(client, question, abstains):
+    r = client.post("/ask", json={"question": question, "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(r.text)
+    kinds = [e for e, _ in events]
+    assert kinds[0] == "citations" and kinds[-1] == "done" and set(kinds[1:-1]) == {"delta"}
+    streamed = "".join(d for e, d in events if e == "delta")
+    done = events[-1][1]
+    assert streamed == done["answer"] and done["abstained"] is abstains
+    first = {c["n"]: (c["note"], c["start_line"]) for c in events[0][1]}
+    assert first == {c["n"]: (c["note"], c["start_line"]) for c in done["citations"]}
+    assert {int(n) for n in MARKER.findall(streamed)} <= set(first)
+
+
+def test_stream_errors_before_the_first_event_are_plain_json(client):
+    r = client.post("/ask", json={"question": "  ", "stream": True})
+    assert r.status_code == 422 and "empty" in r.json()["detail"]

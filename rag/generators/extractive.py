@@ -28,6 +28,9 @@ _KEEP_RATIO = 0.8  # a further sentence must score this share of the best one
 _MAX_OVERLAP = 0.7  # ... and share at most this much of its terms with one already chosen
 _PRONOUN_START = re.compile(r"^(?:it|its|this|these|they|that|those|such|he|she)\b", re.I)
 _DEFINITION_Q = re.compile(r"^\s*(?:what(?:'s| is| are| does .* mean)|define|definition of|meaning of)\b", re.I)
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_NAVIGATION = re.compile(r"\b(?:related|see also|further reading|references|links)\b", re.I)
+_LIST_ITEMS_AFTER_COLON = 4  # a sentence that introduces a list brings up to this many items
 _COPULA = re.compile(r"\b(?:is|are|means|refers to|describes|denotes|stands for)\b")
 
 
@@ -46,6 +49,10 @@ def _score(
         score *= 0.85
     if definition and lex > 0 and _COPULA.search(s.text):
         score *= 1.15
+    if _LINK.search(s.text) and len(_LINK.sub("", s.text).split()) < 8:  # a link list line, not prose
+        score *= 0.4
+    if _NAVIGATION.search(hit.chunk.heading.rsplit(" > ", 1)[-1]):
+        score *= 0.3
     return score
 
 
@@ -64,6 +71,9 @@ def pick_sentences(
             s_terms = set(terms(s.text))
             score = _score(weights, total, s, s_terms, ctx_terms, hit, rank, definition)
             scored.append((score, s, rank, s_terms))
+    by_hit: dict[int, list[Sentence]] = {}
+    for _, s, rank, _ in scored:
+        by_hit.setdefault(rank, []).append(s)
     scored.sort(key=lambda x: -x[0])
     chosen: list[tuple[float, Sentence, int, set[str]]] = []
     for item in scored:
@@ -76,7 +86,22 @@ def pick_sentences(
         ):
             continue
         chosen.append(item)
-    return [(s, rank) for _, s, rank, _ in chosen]
+    out: list[tuple[Sentence, int]] = []
+    for _, s, rank, _ in chosen:
+        if (s, rank) in out:
+            continue
+        out.append((s, rank))
+        siblings = by_hit[rank]
+        i = siblings.index(s)
+        following = siblings[i + 1 : i + 1 + _LIST_ITEMS_AFTER_COLON]
+        if not s.item and following and (s.text.rstrip().endswith(":") or following[0].item):
+            # it introduces a list: the items are the answer
+            for x in following if s.text.rstrip().endswith(":") else following:
+                if not x.item and not s.text.rstrip().endswith(":"):
+                    break
+                if (x, rank) not in out:
+                    out.append((x, rank))
+    return out
 
 
 def _overlap(a: set[str], b: set[str]) -> float:
