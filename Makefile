@@ -33,11 +33,14 @@ model: setup
 # Debian's Chromium for the browser tests (no-op when present; skipped where apt is missing).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
-	  echo "chromium could not be installed: browser tests will be skipped"; }
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium could not be installed: browser tests will skip (and fail under CI=true)"; }
 
+# The whole suite (real model, local LLM and browser tests included), then the quality gate:
+# `rag eval --check` fails when a notes-suite metric falls below eval/baseline.json.
 test: setup model browser
 	$(BIN)/python -m pytest -q
+	$(BIN)/rag eval --check
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not model and not llm and not browser"

@@ -1,23 +1,27 @@
 """The HTTP API: a thin FastAPI layer over `RagService`.
 
-Routes: `POST /ask` (JSON, or server-sent events with `"stream": true`), `GET /search`,
-`GET /notes/{path}`, `GET /health`, `POST /index/rebuild`, `GET /generators`, OpenAPI at
-`/docs`. Request and response bodies are pydantic models, so the schema is exact. One
-handler maps every `RagError` to its status with `{"detail", "error"}`; anything else is a
-500 with a one-line message, never a stack trace.
+Routes: `GET /` (the web page in rag/static), `POST /ask` (JSON, or server-sent events
+with `"stream": true`), `GET /search`, `GET /notes/{path}`, `GET /health`,
+`POST /index/rebuild`, `GET /generators`, OpenAPI at `/docs`. Request and response bodies
+are pydantic models, so the schema is exact. One handler maps every `RagError` to its
+status with `{"detail", "error"}`; anything else is a 500 with a one-line message, never a
+stack trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -29,6 +33,10 @@ from .settings import Settings, get_settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("rag.app")
+
+_STATIC = Path(__file__).parent / "static"
+# the page loads nothing from elsewhere, so a strict policy costs nothing and blunts any XSS
+_CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 
 class AskRequest(BaseModel):
@@ -110,7 +118,21 @@ def _is_loopback(host: str | None) -> bool:
 
 def create_app(service: RagService | None = None, settings: Settings | None = None) -> FastAPI:
     """The app over `service` (built from settings when not given)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        watcher = None
+        if app.state.service.settings.watch:
+            from .watch import NotesWatcher
+
+            watcher = NotesWatcher(app.state.service)
+            watcher.start()
+        app.state.watcher = watcher
+        yield
+        if watcher is not None:
+            watcher.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="rag",
         description="Questions over a folder of markdown notes, answered with line-level citations.",
         version="0.1.0",
@@ -194,6 +216,14 @@ def create_app(service: RagService | None = None, settings: Settings | None = No
         """Whether this client may rebuild (the web page shows its button only then)."""
         return {"allowed": _admin_denied(request, s.settings) is None, "token_required": bool(s.settings.admin_token)}
 
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(_STATIC / "index.html", headers={"Content-Security-Policy": _CSP})
+
+    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
+    from .openai_api import router as openai_router  # /v1/models, /v1/chat/completions
+
+    app.include_router(openai_router)
     return app
 
 

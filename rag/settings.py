@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,7 +44,9 @@ class Settings(BaseSettings):
     # answering
     generator: str = "extractive"
     abstain_threshold: float = Field(
-        0.35, description="minimum evidence score to answer; below it the answer abstains"
+        0.45,
+        description="minimum evidence score to answer; below it the answer abstains "
+        "(calibrated by `rag eval --calibrate` on the suite's calibration split, see eval/README.md)",
     )
     max_question_chars: int = Field(2000, ge=10)
     max_sentences: int = Field(3, ge=1, le=10)
@@ -56,12 +59,25 @@ class Settings(BaseSettings):
     watch_debounce_ms: int = Field(500, ge=10)
 
     # LLM generators
-    llama_model: Path | None = None
+    llama_model: Path | None = Field(
+        None, description="GGUF file for the llama generator (default: the one `rag models install` puts in models_dir)"
+    )
     models_dir: Path = Path("models")
+    llama_threads: int = Field(0, ge=0, le=256, description="CPU threads for the llama generator; 0 = all cores but one")
+    llama_context_tokens: int = Field(
+        768, ge=128, description="token budget for passages in the llama generator's prompts "
+        "(smaller than llm_context_tokens: on a CPU, reading the prompt is most of the time)"
+    )
     llm_context_tokens: int = Field(2048, ge=256, description="token budget for passages in LLM prompts")
     llm_max_tokens: int = Field(256, ge=16)
-    llm_timeout: float = Field(60.0, gt=0)
-    llm_retries: int = Field(2, ge=0, le=10)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = the most likely answer, repeatable")
+    llm_timeout: float = Field(60.0, gt=0, description="seconds one LLM call may take")
+    llm_retries: int = Field(2, ge=0, le=10, description="retries of a failed LLM API call (timeouts, 429, 5xx)")
+    llm_uncited: Literal["extractive", "flag"] = Field(
+        "extractive",
+        description="an LLM answer that cites no passage: 'extractive' replaces it (fallback: true), "
+        "'flag' keeps it with grounded: false",
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = None
     openai_model: str = "gpt-4o-mini"
