@@ -45,7 +45,9 @@ __all__ = ["FORMAT_VERSION", "Manifest", "Snapshot", "IndexStore", "EmbeddingCac
 FORMAT_VERSION = 1
 _FILES = ("chunks.sqlite", "dense.faiss", "terms.json")
 _COMPOUND = re.compile(r"[a-z0-9]+(?:[-.'/][a-z0-9]+)*")
-# BM25 term-frequency saturation and length normalisation (see eval/results/scifact_tuning.json).
+# BM25 term-frequency saturation and length normalisation. Lucene's defaults kept: on SciFact's
+# train split the best grid point (k1 1.5, b 0.4) beat them by 0.002 nDCG@10 alone and not at all
+# fused (eval/results/scifact_tuning.json).
 BM25_K1 = 1.2
 BM25_B = 0.75
 
