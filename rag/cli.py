@@ -55,8 +55,8 @@ def _global(
     _State.overrides = {k: v for k, v in updates.items() if v is not None}
 
 
-def _progress():
-    """A rich progress bar for embedding, shown on standard error."""
+def _progress(label: str = "embedding chunks"):
+    """A rich progress bar on standard error, driven by (done, total) callbacks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
@@ -65,7 +65,7 @@ def _progress():
     def update(done: int, total: int) -> None:
         if state["task"] is None:
             bar.start()
-            state["task"] = bar.add_task("embedding chunks", total=total)
+            state["task"] = bar.add_task(label, total=total)
         bar.update(state["task"], completed=done)
         if done >= total:
             bar.stop()
@@ -250,8 +250,8 @@ def eval_(
     cases = load_suite(suite)[:limit] if limit else load_suite(suite)
     svc = service()
     svc.ensure_index(progress=_progress())
-    bar = _bar("asking")
-    # generous threshold first: every case records its evidence, the gate is re-applied below
+    bar = _progress("asking")
+    # every record keeps its evidence score, so calibration needs no second pass unless it moves the threshold
     base_threshold = svc.settings.abstain_threshold
     records = run_suite(svc, cases, generator=generator, progress=bar)
     calibration = None
@@ -261,7 +261,7 @@ def eval_(
         threshold = calibration["threshold"]
         if threshold != base_threshold:  # answers depend on the gate: ask again with the chosen one
             svc.settings = svc.settings.model_copy(update={"abstain_threshold": threshold})
-            records = run_suite(svc, cases, generator=generator, progress=_bar("asking again"))
+            records = run_suite(svc, cases, generator=generator, progress=_progress("asking again"))
     summary = summarise(records)
     by_kind = {kind: summarise([r for r in records if r["kind"] == kind]) for kind in sorted({r["kind"] for r in records})}
     meta = {"suite": str(suite), "when": rep.now(), "generator": generator or svc.settings.generator,
@@ -284,23 +284,6 @@ def eval_(
         if failures:
             raise typer.Exit(1)
         err.print("no metric fell below the baseline")
-
-
-def _bar(label: str):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress(f"{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True)
-    state = {"task": None}
-
-    def update(done: int, total: int) -> None:
-        if state["task"] is None:
-            bar.start()
-            state["task"] = bar.add_task(label, total=total)
-        bar.update(state["task"], completed=done)
-        if done >= total:
-            bar.stop()
-
-    return update
 
 
 @app.command()
