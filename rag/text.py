@@ -40,7 +40,7 @@ def _stem():
         import Stemmer
 
         return Stemmer.Stemmer("english").stemWord
-    except ImportError:  # PyStemmer is optional: fall back to a crude suffix strip
+    except ImportError:  # PyStemmer is a dependency; without it (a broken install) strip suffixes crudely
         return lambda w: re.sub(r"(ing|ed|es|s)$", "", w) if len(w) > 4 else w
 
 
