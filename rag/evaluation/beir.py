@@ -300,6 +300,7 @@ def run_beir(
     say = console.print if console is not None else (lambda *a, **k: None)
     say(f"{data.name} {split}: {len(data.corpus):,} documents, {len(data.queries):,} judged queries")
 
+    load = {"build_start": os.getloadavg()[0]}  # other processes' CPU use moves every timing here
     t0 = time.perf_counter()
     embedder = embedder or load_embedder(settings.embedder, settings.embed_batch_size)
     t_load = time.perf_counter() - t0
@@ -327,6 +328,7 @@ def run_beir(
         snapshot, embedder, settings.candidates, settings.rrf_k, (settings.dense_weight, settings.bm25_weight)
     )
     qids = list(data.queries)
+    load["queries_start"] = os.getloadavg()[0]
     results: dict = {}
     run_files: dict[str, str] = {}
     for mode in modes:
@@ -359,6 +361,7 @@ def run_beir(
             write_run(target, ranking, f"rag-{mode}")
             run_files[mode] = str(target)
 
+    load["end"] = os.getloadavg()[0]
     from .. import store
 
     report = {
@@ -379,7 +382,12 @@ def run_beir(
         "build": build,
         "modes": results,
         "run_files": run_files,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_1min": {k: round(v, 2) for k, v in load.items()},
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if results_dir is not None:
@@ -393,7 +401,7 @@ def run_beir(
 
 
 def _markdown(r: dict) -> str:
-    s, b = r["settings"], r["build"]
+    s, b, lav = r["settings"], r["build"], r["machine"]["loadavg_1min"]
     lines = [
         f"# {r['benchmark']} ({r['split']} split): retrieval with `rag`'s own retriever",
         "",
@@ -419,6 +427,10 @@ def _markdown(r: dict) -> str:
         f"Index build: {b['seconds']:.1f} s for {r['documents']:,} documents ({b['embedded']:,} embedded"
         f"{speed}, {b['from_cache']:,} from the cache; model load {b['model_load_seconds']:.1f} s not included). "
         "Latency is one `Retriever.search(query, k=100)` call, query embedding included, after one warm-up.",
+        "1-minute load average (other processes on the same {cpus} CPUs): {b0} at the build, {q0} when the "
+        "queries started, {e} at the end.".format(
+            cpus=r["machine"]["cpus"], b0=lav["build_start"], q0=lav["queries_start"], e=lav["end"]
+        ),
     ]
     refs = PUBLISHED.get(r["benchmark"])
     if refs and r["split"] == "test":
