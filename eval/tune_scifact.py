@@ -8,7 +8,7 @@ of k, candidates per retriever and BM25 weight. Stage 3 refines the fusion grid 
 tokenisation and k1, b the product ships, and `choose` picks the defaults from it by a
 stated rule. Everything is nDCG@10 over the 809 train queries (`qrels/train.tsv`, texts
 from `queries_all.jsonl`); the pieces are the product's own (packaged embedder, embedding
-cache, FAISS, bm25s, `rrf`), computed once and re-fused, so the grid takes about 20
+cache, FAISS, `rag.bm25`, `rrf`), computed once and re-fused, so the grid takes about 20
 minutes on 2 cores once the corpus vectors are cached (`rag eval --beir` or this script
 fills `eval/.cache/`). Writes eval/results/scifact_tuning.json.
 Deliberately absent: any look at test queries or qrels, and score-fusion methods the
@@ -73,20 +73,7 @@ FINE_CANDIDATES = (40, 60, 100, 200)
 
 def bm25_rankings(snapshot, queries: dict[str, str], tok, depth: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Retriever.bm25_rank with another tokeniser (checked against it for `terms`)."""
-    bm25 = snapshot.bm25
-    vocab = bm25.vocab_dict
-    out = {}
-    for qid, text in queries.items():
-        toks = [t for t in tok(text) if t in vocab]
-        if not toks:
-            out[qid] = (np.zeros(0, np.int64), np.zeros(0))
-            continue
-        scores = bm25.get_scores(toks)
-        top = np.argpartition(-scores, depth - 1)[:depth]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        out[qid] = (top.astype(np.int64), scores[top].astype(np.float64))
-    return out
+    return {qid: snapshot.bm25.top(tok(text), depth) for qid, text in queries.items()}
 
 
 def score(rankings: dict[str, tuple[np.ndarray, np.ndarray]], ids: list[str], qrels, in_order: bool = False) -> dict[str, float]:

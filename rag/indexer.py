@@ -5,9 +5,10 @@ re-chunks only the notes that changed. Vectors come from the embedding cache (ke
 sha256 of the text embedded: title, heading path and chunk text), then from the live
 snapshot, and only the rest go through the model. So moving a section, renaming a note or
 reverting an edit embeds nothing. The new FAISS and BM25 indexes are rebuilt from those
-vectors and tokens, which leaves nothing stale. FAISS rebuilds in ~14 ms at 13k chunks
-(patching a clone costs the same); BM25 re-tokenising and re-indexing every chunk costs
-~1.5 s there and is the known bottleneck (eval/results/incremental.md).
+vectors and term counts, which leaves nothing stale: FAISS from the vectors in ~14 ms at
+13k chunks (patching a clone costs the same), BM25 from the previous snapshot's count rows
+for known chunks plus the terms of new text (rag.bm25). The new snapshot is returned as
+built, never read back (eval/results/incremental.md has the costs).
 
 Files that are not UTF-8 text (binary, other encodings, unreadable) are skipped with a
 warning; the rest are indexed. Deliberately absent: other formats than markdown.
@@ -27,6 +28,7 @@ import numpy as np
 from .chunker import Chunk, ChunkerConfig, chunk_note
 from .embedder import Embedder
 from .errors import IndexCorrupt, IndexMismatch, IndexNotFound, NotesNotFound
+from .bm25 import BM25Index
 from .store import EmbeddingCache, IndexStore, Manifest, Snapshot, chunk_embed_texts
 from .text import terms
 
@@ -107,12 +109,15 @@ def build_index(
     use_cache: bool = True,
     live: Snapshot | None = None,
     progress: Progress | None = None,
-) -> IndexReport:
-    """Update `store` from `notes_dir`; returns what changed. Holds the writer lock.
+) -> tuple[IndexReport, Snapshot]:
+    """Update `store` from `notes_dir`. Holds the writer lock.
 
     Args:
         live: the snapshot the caller already has in memory (saves reading it back).
         full: re-chunk every note (vectors still come from the cache unless use_cache=False).
+
+    Returns:
+        What changed, and the live snapshot afterwards (the new one, or `previous` unchanged).
     """
     t0 = time.perf_counter()
     notes, warnings = scan_notes(notes_dir)
@@ -140,7 +145,7 @@ def build_index(
                 report.snapshot, report.built_at = previous.id, previous.manifest.built_at
                 report.rebuilt = False
                 report.seconds = round(time.perf_counter() - t0, 3)
-                return report
+                return report, previous
 
         old_by_note: dict[str, list[Chunk]] = {}
         if previous is not None:
@@ -155,7 +160,7 @@ def build_index(
                 chunks.extend(chunk_note(path, text, config, embedder.count_tokens))
 
         vectors, embedded = _vectors(chunks, store, embedder, previous, use_cache, progress)
-        tokens = [terms(t) for t in chunk_embed_texts(chunks)]
+        bm25 = _bm25(chunks, previous)
         manifest = Manifest(
             snapshot="",
             embedder=embedder.name,
@@ -166,14 +171,25 @@ def build_index(
             chunks=len(chunks),
             warnings=warnings,
         )
-        report.snapshot = store.write(manifest, chunks, vectors, tokens)
+        snapshot = store.write(manifest, chunks, vectors, bm25)
+    report.snapshot = snapshot.id
     report.notes = len(notes)
     report.chunks_total = len(chunks)
     report.chunks_embedded = embedded
     report.chunks_reused = len(chunks) - embedded
     report.built_at = manifest.built_at
     report.seconds = round(time.perf_counter() - t0, 3)
-    return report
+    return report, snapshot
+
+
+def _bm25(chunks: list[Chunk], previous: Snapshot | None) -> BM25Index:
+    """BM25 counts: a known chunk's row is copied from `previous`, new text is tokenised."""
+    known = {c.hash: row for row, c in enumerate(previous.chunks)} if previous is not None else {}
+    rows: list[int | list[str]] = []
+    for c in chunks:
+        row = known.get(c.hash)
+        rows.append(row if row is not None else terms(chunk_embed_texts([c])[0]))
+    return BM25Index.update(previous.bm25 if previous is not None else None, rows)
 
 
 def _previous(store: IndexStore, embedder: Embedder, chunker: dict, live: Snapshot | None) -> Snapshot | None:
@@ -213,13 +229,14 @@ def _vectors(
     use_cache: bool,
     progress: Progress | None,
 ) -> tuple[np.ndarray, int]:
-    """One vector per chunk: cache, then the previous snapshot, then the model."""
+    """One vector per chunk: the previous snapshot, then the cache, then the model."""
+    found: dict[str, np.ndarray] = {}
+    if previous is not None and use_cache:
+        found = {c.hash: previous.vectors[row] for row, c in enumerate(previous.chunks)}
     cache = EmbeddingCache(store.root / "cache", embedder.name, embedder.dim)
     try:
-        found: dict[str, np.ndarray] = cache.get_many([c.hash for c in chunks]) if use_cache else {}
-        if previous is not None and use_cache:
-            for row, c in enumerate(previous.chunks):
-                found.setdefault(c.hash, previous.vectors[row])
+        if use_cache:  # only what the live snapshot lacks: after an edit, a handful of hashes
+            found.update(cache.get_many([c.hash for c in chunks if c.hash not in found]))
         todo = [c for c in dict((c.hash, c) for c in chunks if c.hash not in found).values()]
         if todo:
             texts = chunk_embed_texts(todo)
@@ -235,7 +252,5 @@ def _vectors(
             found.update(fresh)
     finally:
         cache.close()
-    matrix = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-    for row, c in enumerate(chunks):
-        matrix[row] = found[c.hash]
-    return matrix, len(todo)
+    matrix = np.stack([found[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim))
+    return matrix.astype(np.float32, copy=False), len(todo)

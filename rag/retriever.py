@@ -123,16 +123,4 @@ class Retriever:
 
     def bm25_rank(self, query: str, c: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows and BM25 scores of the top `c` chunks with a positive score."""
-        bm25 = self.snapshot.bm25
-        if bm25 is None:
-            return np.zeros(0, np.int64), np.zeros(0)
-        vocab = bm25.vocab_dict
-        toks = [t for t in terms(query) if t in vocab]
-        if not toks:
-            return np.zeros(0, np.int64), np.zeros(0)
-        scores = bm25.get_scores(toks)
-        c = min(c, len(scores))
-        top = np.argpartition(-scores, c - 1)[:c]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[scores[top] > 0]
-        return top.astype(np.int64), scores[top].astype(np.float64)
+        return self.snapshot.bm25.top(terms(query), c)

@@ -2,7 +2,7 @@
 
 It owns the live snapshot. A request takes the snapshot reference once and uses it to the
 end, and a rebuild replaces the reference only after the new snapshot is complete on disk
-and loaded, so no request ever sees a mix of two indexes. One rebuild runs at a time; a
+(the indexer hands over the one it built in memory), so no request ever sees a mix of two indexes. One rebuild runs at a time; a
 second one asked for meanwhile gets `RebuildInProgress` (HTTP 409).
 Deliberately absent: caching answers (questions rarely repeat; retrieval is fast).
 """
@@ -81,7 +81,7 @@ class RagService:
             raise RebuildInProgress("an index rebuild is already running; try again when it ends")
         try:
             config = ChunkerConfig(self.settings.chunk_tokens, self.settings.chunk_overlap)
-            report = build_index(
+            report, fresh = build_index(
                 self.settings.notes_dir,
                 self.store,
                 self.embedder,
@@ -91,9 +91,7 @@ class RagService:
                 live=self._snapshot,
                 progress=progress,
             )
-            if report.rebuilt or self._snapshot is None or self._snapshot.id != report.snapshot:
-                fresh = self.store.load(self.embedder.name, self.embedder.dim)
-                self._snapshot = fresh  # one reference swap: readers see old or new, never a mix
+            self._snapshot = fresh  # one reference swap: readers see old or new, never a mix
             self.last_report = report
             return report
         finally:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 import pytest
 
 from rag.service import RagService
 from rag.testing import HashingEmbedder
+from rag.text import terms
 
 from .conftest import hash_settings
 
@@ -162,3 +165,29 @@ def test_missing_notes_folder_is_a_clear_error(tmp_path):
     svc = RagService(hash_settings(tmp_path / "nope", tmp_path / "index"))
     with pytest.raises(NotesNotFound, match="RAG_NOTES_DIR"):
         svc.index()
+
+
+def test_incremental_snapshot_equals_a_full_rebuild_and_its_files(counted):
+    """After edits, deletes and a rename, the in-memory snapshot an update hands over, the
+    files it wrote and a --full rebuild all search alike (BM25 rows are copied, not recounted)."""
+    svc, _ = counted
+    root = svc.settings.notes_dir
+    dpo = root / "alignment/dpo.md"
+    dpo.write_text(dpo.read_text().replace("A temperature beta", "A zorbulent coefficient beta"))
+    (root / "alignment/rlhf.md").rename(root / "alignment/feedback.md")
+    victim = sorted(p for p in root.rglob("*.md") if p.name not in ("dpo.md", "feedback.md"))[0]
+    victim.unlink()
+    svc.index()
+    handed_over = svc.snapshot
+    from_disk = svc.store.load(svc.embedder.name, svc.embedder.dim)
+    svc.index(full=True)
+    rebuilt = svc.snapshot
+    assert [c.hash for c in handed_over.chunks] == [c.hash for c in rebuilt.chunks]
+    assert handed_over.df == from_disk.df == rebuilt.df
+    assert terms("zorbulent")[0] in handed_over.df  # terms of removed text are gone: df equal above
+    for q in ("zorbulent coefficient", "reward model PPO", "preference pairs", "tokens"):
+        scores = [s.bm25.scores(terms(q)) for s in (handed_over, from_disk, rebuilt)]
+        assert np.allclose(scores[0], scores[1]) and np.allclose(scores[0], scores[2])
+        assert [h.chunk.id for h in svc.retriever(handed_over).search(q, k=5)] == [
+            h.chunk.id for h in svc.retriever(rebuilt).search(q, k=5)
+        ]

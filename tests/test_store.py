@@ -47,7 +47,7 @@ def test_other_format_is_a_clear_mismatch(service):
         store.load("hash", 384)
 
 
-@pytest.mark.parametrize("victim", ["dense.faiss", "chunks.sqlite", "terms.json"])
+@pytest.mark.parametrize("victim", ["dense.faiss", "chunks.sqlite", "bm25.npz", "bm25_terms.json"])
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_files_are_detected_and_full_rebuild_repairs(service, victim, damage):
     store = IndexStore(service.settings.index_dir)

@@ -5,7 +5,7 @@ optionally `queries_all.jsonl`, which SciFact's offline copy uses for the train 
 and `qrels/<split>.tsv` (`query-id, corpus-id, score`, with a header). Each document becomes
 one `Chunk` (note = doc id, its title, its text, no heading) in an in-memory `Snapshot`, so
 the numbers come from the pieces that ship: the configured embedder, the `EmbeddingCache`
-(vectors by sha256 of the embedded text, under `eval/.cache/`), a FAISS `IndexFlatIP`, bm25s
+(vectors by sha256 of the embedded text, under `eval/.cache/`), a FAISS `IndexFlatIP`, `rag.bm25`
 over `rag.text.terms`, and `Retriever.search` with its reciprocal rank fusion. The embedded
 text is `title + blank line + text`, which the word-piece tokenizer reads exactly as BEIR's
 `title + " " + text`.
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bm25 import BM25Index
 from ..chunker import Chunk, embed_text
 from ..embedder import Embedder, load_embedder
 from ..errors import ConfigError
@@ -196,7 +197,6 @@ def build_snapshot(
     b: float | None = None,
 ) -> Snapshot:
     """An in-memory snapshot with the same FAISS and BM25 indexes `IndexStore.write` saves."""
-    import bm25s
     import faiss
 
     from .. import store
@@ -204,12 +204,7 @@ def build_snapshot(
     tokens = [terms(t) for t in chunk_embed_texts(chunks)] if tokens is None else tokens
     dense = faiss.IndexFlatIP(embedder.dim)
     dense.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    bm25 = bm25s.BM25(k1=store.BM25_K1 if k1 is None else k1, b=store.BM25_B if b is None else b)
-    bm25.index([list(t) for t in tokens], show_progress=False)
-    df: dict[str, int] = {}
-    for toks in tokens:
-        for t in set(toks):
-            df[t] = df.get(t, 0) + 1
+    bm25 = BM25Index.build(tokens, k1=store.BM25_K1 if k1 is None else k1, b=store.BM25_B if b is None else b)
     manifest = Manifest(
         snapshot="beir",
         embedder=embedder.name,
@@ -219,7 +214,7 @@ def build_snapshot(
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         chunks=len(chunks),
     )
-    return Snapshot(manifest, chunks, vectors, dense, bm25, df)
+    return Snapshot(manifest, chunks, vectors, dense, bm25)
 
 
 def write_run(path: Path, run: dict[str, list[tuple[str, float]]], tag: str) -> None:
@@ -228,7 +223,7 @@ def write_run(path: Path, run: dict[str, list[tuple[str, float]]], tag: str) -> 
     with path.open("w", encoding="utf-8") as f:
         for qid, docs in run.items():
             for rank, (did, score) in enumerate(docs, 1):
-                f.write(f"{qid} Q0 {did} {rank} {score:.6f} {tag}\n")
+                f.write(f"{qid} Q0 {did} {rank} {score:.9g} {tag}\n")
 
 
 def _run_path(run_file: Path, mode: str, modes: Sequence[str]) -> Path:
@@ -303,6 +298,7 @@ def run_beir(
     load = {"build_start": os.getloadavg()[0]}  # other processes' CPU use moves every timing here
     t0 = time.perf_counter()
     embedder = embedder or load_embedder(settings.embedder, settings.embed_batch_size)
+    embedder.embed(["warm-up"])  # weights load lazily: keep that out of the build time
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     chunks = doc_chunks(data.corpus)
