@@ -13,7 +13,6 @@ Phases (run them in this order; `all` runs every one):
     .venv/bin/python eval/bench_incremental.py generate     # the corpus only (seconds)
     .venv/bin/python eval/bench_incremental.py full         # build from empty with the real model
     .venv/bin/python eval/bench_incremental.py incremental  # edits, in-process and CLI, stage profile
-    .venv/bin/python eval/bench_incremental.py micro        # FAISS and BM25 update strategies
     .venv/bin/python eval/bench_incremental.py overheads    # what a fresh CLI process pays
     .venv/bin/python eval/bench_incremental.py report       # rewrite incremental.md from the json
 
@@ -410,7 +409,7 @@ def _machine() -> dict:
         info["cpu"] = cpu[0].split(":", 1)[1].strip() if cpu else platform.processor()
     except OSError:
         info["cpu"] = platform.processor()
-    for mod in ("faiss", "bm25s", "torch", "numpy", "sentence_transformers"):
+    for mod in ("faiss", "scipy", "torch", "numpy", "sentence_transformers"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception:  # a missing optional package only means a missing line
@@ -593,9 +592,9 @@ class StageTimer:
         self._restore.append((owner, attr, raw))
 
     def install(self) -> None:
-        import bm25s
         import faiss
 
+        import rag.bm25 as bm
         import rag.indexer as ix
         import rag.service as sv
         import rag.store as st
@@ -613,19 +612,20 @@ class StageTimer:
         self.wrap(st.EmbeddingCache, "get_many", "cache lookup")
         self.wrap(st.EmbeddingCache, "put_many", "cache write")
         self.wrap(ix, "chunk_embed_texts", "embed texts of all chunks")
-        self.wrap(ix, "terms", "BM25 terms of all chunks")
+        self.wrap(ix, "_bm25", "BM25 update")
+        self.wrap(ix, "terms", "BM25 terms of new chunks")
         self.wrap(st.IndexStore, "write", "snapshot write")
         self.wrap(st, "_write_chunks", "chunks.sqlite")
         self.wrap(faiss, "write_index", "faiss.write_index")
-        self.wrap(bm25s.BM25, "index", "bm25s index")
-        self.wrap(bm25s.BM25, "save", "bm25s save")
+        self.wrap(bm.BM25Index, "update", "BM25Index.update")
+        self.wrap(bm.BM25Index, "save", "BM25 save")
         self.wrap(st, "_sha256", "sha256 of files")
         self.wrap(st, "_fsync_tree", "fsync files")
         self.wrap(st.IndexStore, "_collect", "delete old snapshots")
         self.wrap(st.IndexStore, "load", "load new snapshot")
         self.wrap(st, "_read_chunks", "read chunks.sqlite")
         self.wrap(faiss, "read_index", "faiss.read_index")
-        self.wrap(bm25s.BM25, "load", "bm25s load")
+        self.wrap(bm.BM25Index, "load", "BM25 load")
 
     def wrap_embedder(self, embedder) -> None:
         self.wrap(type(embedder), "embed", "model embed")
@@ -741,7 +741,9 @@ def profile_cli_edit(args, svc, corpus: Corpus, known: set[str]) -> dict:
         ("embedder.py", "_load"): "import torch/sentence-transformers + load the model",
         ("embedder.py", "embed"): "embed (model load included)",
         ("store.py", "write"): "snapshot write",
-        ("text.py", "terms"): "terms() (BM25 tokens of all chunks)",
+        ("text.py", "terms"): "terms() (BM25 tokens of new chunks)",
+        ("bm25.py", "update"): "BM25Index.update",
+        ("minilm.py", "__init__"): "numpy engine: load the model",
         ("store.py", "_sha256"): "sha256 of index files (write and load)",
         ("store.py", "_fsync_tree"): "fsync files",
         ("chunker.py", "chunk_note"): "chunk changed notes",
@@ -762,12 +764,17 @@ def _cli_overheads(args) -> dict:
     py = sys.executable
     snippets = {
         "Python start": "pass",
-        "import rag.cli, rag.service, faiss, bm25s": "import rag.cli, rag.service, rag.indexer, rag.store, faiss, bm25s",
+        "import rag.cli, rag.service, faiss, scipy": "import rag.cli, rag.service, rag.indexer, rag.store, faiss, scipy.sparse",
+        "numpy engine: load + first embed (imports included)": (
+            f"from rag.embedder import load_embedder; e = load_embedder({args.embedder!r}); e.embed(['warm up'], engine='numpy')"
+            if args.embedder != "hash" else "pass"
+        ),
         "import torch": "import torch",
         "import torch + transformers.BertModel": "import torch; from transformers import BertModel",
         "import sentence_transformers": "import sentence_transformers",
-        "load_embedder + first embed (imports included)": (
-            f"from rag.embedder import load_embedder; e = load_embedder({args.embedder!r}); e.embed(['warm up'])"
+        "torch engine: load + first embed (imports included)": (
+            f"from rag.embedder import load_embedder; e = load_embedder({args.embedder!r}); e.embed(['warm up'], engine='torch')"
+            if args.embedder != "hash" else "pass"
         ),
     }
     out: dict = {}
@@ -779,18 +786,19 @@ def _cli_overheads(args) -> dict:
             walls.append(time.perf_counter() - t0)
             cpus.append(_children_cpu() - cpu0)
         out[label] = {"wall_s": round(statistics.median(walls), 3), "cpu_s": round(statistics.median(cpus), 3)}
-    # one chunk through the loaded model, torch's default threads vs one thread: on a shared
-    # 2-core machine the second intra-op thread mostly waits for a core
+    if args.embedder == "hash":
+        return out
+    # one chunk through each engine, model loaded (torch on its default threads)
     code = (
-        "import json, time, torch; from rag.embedder import load_embedder\n"
-        f"e = load_embedder({args.embedder!r}); e.embed(['warm up'])\n"
+        "import json, time; from rag.embedder import load_embedder\n"
+        f"e = load_embedder({args.embedder!r})\n"
         "text = 'Chunking for retrieval > Strategies\\n\\n' + 'Fixed-size chunks cut text every few hundred tokens. ' * 12\n"
         "res = {}\n"
-        "for n in (torch.get_num_threads(), 1):\n"
-        "    torch.set_num_threads(n); ts = []\n"
+        "for engine in ('numpy', 'torch'):\n"
+        "    e.embed(['warm up'], engine=engine); ts = []\n"
         "    for _ in range(5):\n"
-        "        c0, t0 = time.process_time(), time.perf_counter(); e.embed([text]); ts.append((time.perf_counter() - t0, time.process_time() - c0))\n"
-        "    ts.sort(); res[f'{n} thread(s)'] = {'wall_s': round(ts[2][0], 4), 'cpu_s': round(ts[2][1], 4)}\n"
+        "        c0, t0 = time.process_time(), time.perf_counter(); e.embed([text], engine=engine); ts.append((time.perf_counter() - t0, time.process_time() - c0))\n"
+        "    ts.sort(); res[engine] = {'wall_s': round(ts[2][0], 4), 'cpu_s': round(ts[2][1], 4)}\n"
         "print(json.dumps(res))"
     )
     proc = subprocess.run([py, "-c", code], cwd=ROOT, env=_clean_env(), check=True, capture_output=True, text=True)
@@ -876,232 +884,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _lucene_bm25(tf_csc, doc_len: np.ndarray, query_ids: list[int], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
-    """BM25 (Lucene variant, as bm25s scores by default) computed at query time from raw counts."""
-    n = tf_csc.shape[0]
-    scores = np.zeros(n, dtype=np.float32)
-    norm = k1 * (1 - b + b * doc_len / doc_len.mean())
-    for t in query_ids:
-        lo, hi = tf_csc.indptr[t], tf_csc.indptr[t + 1]
-        if lo == hi:
-            continue
-        rows, tf = tf_csc.indices[lo:hi], tf_csc.data[lo:hi]
-        idf = np.log(1 + (n - (hi - lo) + 0.5) / ((hi - lo) + 0.5))
-        scores[rows] += (idf * tf / (tf + norm[rows])).astype(np.float32)
-    return scores
-
-
-def phase_micro(args: argparse.Namespace) -> dict:
-    import bm25s
-    import faiss
-    import scipy.sparse as sp
-
-    import rag.text as text_mod
-    from rag.store import IndexStore, chunk_embed_texts
-    from rag.text import terms
-
-    svc = make_service(args)
-    snap = IndexStore(args.index).load(svc.embedder.name, svc.embedder.dim)
-    chunks, vectors = snap.chunks, np.ascontiguousarray(snap.vectors, dtype=np.float32)
-    n, d = vectors.shape
-    by_note: dict[str, list[int]] = defaultdict(list)
-    for row, c in enumerate(chunks):
-        by_note[c.note].append(row)
-    sizes = sorted(by_note, key=lambda p: (len(by_note[p]), p))
-    note = sizes[len(sizes) // 2]  # a note with the median number of chunks is "edited"
-    rows = np.array(by_note[note], dtype=np.int64)
-    rng = np.random.default_rng(0)
-    fresh = rng.standard_normal((len(rows), d)).astype(np.float32)
-    fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
-    updated = vectors.copy()
-    updated[rows] = fresh
-    tmp = Path(tempfile.mkdtemp(dir=args.work, prefix="micro-"))
-    out: dict = {"chunks": n, "dim": d, "note_chunks_replaced": len(rows), "note": note}
-    try:
-        # -- dense ---------------------------------------------------------------------------
-        hashes = [c.hash for c in chunks]
-        found = {h: updated[i] for i, h in enumerate(hashes)}
-
-        def assemble_rowwise():  # what the indexer does now: one row at a time from a dict
-            m = np.zeros((n, d), dtype=np.float32)
-            for i, h in enumerate(hashes):
-                m[i] = found[h]
-
-        keep = np.setdiff1d(np.arange(n), rows)
-
-        def flat_rebuild():
-            index = faiss.IndexFlatIP(d)
-            index.add(updated)
-            return index
-
-        base = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
-        base.add_with_ids(vectors, np.arange(n, dtype=np.int64))
-
-        def patch(index):
-            index.remove_ids(rows)
-            index.add_with_ids(fresh, rows)  # the new vectors take the old ids: rows stay comparable
-
-        dense = {
-            "assemble_matrix_rowwise_ms": _ms(assemble_rowwise),
-            "assemble_matrix_vectorised_ms": _ms(lambda: np.concatenate([vectors[keep], fresh])),
-            "flat_rebuild_ms": _ms(flat_rebuild),
-            "idmap2_patch_in_place_ms": _ms(patch, setup=lambda: faiss.clone_index(base)),
-            "idmap2_clone_ms": _ms(lambda: faiss.clone_index(base)),
-            "idmap2_clone_and_patch_ms": _ms(lambda: patch(faiss.clone_index(base))),
-        }
-        # the same answers either way
-        rebuilt, patched = flat_rebuild(), faiss.clone_index(base)
-        patch(patched)
-        queries = updated[rng.choice(n, 20, replace=False)] + 0.01
-        _, a = rebuilt.search(queries, 10)
-        _, b = patched.search(queries, 10)
-        dense["patched_equals_rebuilt_top10"] = bool(np.array_equal(np.sort(a, 1), np.sort(b, 1)))
-        path = tmp / "dense.faiss"
-        dense["write_index_ms"] = _ms(lambda: faiss.write_index(rebuilt, str(path)))
-        dense["write_index_and_fsync_ms"] = _ms(lambda: (faiss.write_index(rebuilt, str(path)), _fsync_file(path)))
-        dense["file_mb"] = round(path.stat().st_size / 1e6, 1)
-        dense["sha256_file_ms"] = _ms(lambda: hashlib.sha256(path.read_bytes()).hexdigest())
-        dense["read_index_ms"] = _ms(lambda: faiss.read_index(str(path)))
-        loaded = faiss.read_index(str(path))
-        dense["reconstruct_n_ms"] = _ms(lambda: loaded.reconstruct_n(0, loaded.ntotal))
-        npy = tmp / "vectors.npy"
-        np.save(npy, updated)
-        dense["np_load_mmap_ms"] = _ms(lambda: np.load(npy, mmap_mode="r"))
-        dense["faster_update"] = (
-            "rebuild" if dense["flat_rebuild_ms"] <= dense["idmap2_clone_and_patch_ms"] else "patch (clone + remove_ids + add_with_ids)"
-        )
-        out["dense"] = dense
-
-        # -- BM25 ----------------------------------------------------------------------------
-        texts = chunk_embed_texts(chunks)
-        note_texts = [texts[i] for i in rows]
-
-        def cold_terms():
-            text_mod._term.cache_clear()
-            return [terms(t) for t in texts]
-
-        lex: dict = {
-            "terms_all_chunks_cold_ms": _ms(cold_terms, repeat=3),
-            "terms_all_chunks_warm_ms": _ms(lambda: [terms(t) for t in texts], repeat=5),
-            "terms_one_note_ms": _ms(lambda: [terms(t) for t in note_texts]),
-        }
-        tokens = [terms(t) for t in texts]
-        lex["tokens_total"] = sum(map(len, tokens))
-
-        def bm25_strings():
-            m = bm25s.BM25(k1=1.2, b=0.75)
-            m.index([list(t) for t in tokens], show_progress=False)
-            return m
-
-        vocab: dict[str, int] = {}
-        for toks in tokens:
-            for t in toks:
-                vocab.setdefault(t, len(vocab))
-        ids = [[vocab[t] for t in toks] for toks in tokens]
-
-        def bm25_ids():
-            m = bm25s.BM25(k1=1.2, b=0.75)
-            m.index((ids, dict(vocab)), show_progress=False)
-            return m
-
-        lex["bm25s_index_from_strings_ms"] = _ms(bm25_strings, repeat=5)
-        lex["map_tokens_to_ids_ms"] = _ms(lambda: [[vocab[t] for t in toks] for toks in tokens], repeat=5)
-        lex["bm25s_index_from_ids_ms"] = _ms(bm25_ids, repeat=5)
-        model = bm25_strings()
-        folder = tmp / "bm25"
-        lex["bm25s_save_ms"] = _ms(lambda: model.save(str(folder), show_progress=False), repeat=5)
-        lex["bm25s_files_mb"] = round(sum(p.stat().st_size for p in folder.iterdir()) / 1e6, 2)
-        lex["bm25s_load_ms"] = _ms(lambda: bm25s.BM25.load(str(folder), show_progress=False, verbosity=0), repeat=5)
-
-        # lazy alternative: keep raw term counts per chunk (cacheable by chunk hash), patch
-        # the rows of the edited note, and apply BM25 weights at query time
-        per_chunk = []
-        for toks in ids:
-            u, c = np.unique(np.asarray(toks, dtype=np.int32), return_counts=True)
-            per_chunk.append((u, c.astype(np.float32)))
-        doc_len = np.array([len(t) for t in tokens], dtype=np.float32)
-
-        def lazy_build(parts=per_chunk):
-            indptr = np.zeros(len(parts) + 1, dtype=np.int64)
-            np.cumsum([len(u) for u, _ in parts], out=indptr[1:])
-            csr = sp.csr_matrix(
-                (np.concatenate([c for _, c in parts]), np.concatenate([u for u, _ in parts]), indptr),
-                shape=(len(parts), len(vocab)),
-            )
-            return csr.tocsc()
-
-        lex["lazy_tf_matrix_rebuild_ms"] = _ms(lazy_build, repeat=7)
-        csc = lazy_build()
-        questions = [json.loads(l)["question"] for l in (ROOT / "eval" / "qa.jsonl").read_text().splitlines()[:40] if l.strip()]
-        diffs, agree, t_bm25s, t_lazy = [], [], [], []
-        for q in questions:
-            toks = [t for t in terms(q) if t in vocab]
-            if not toks:
-                continue
-            t0 = time.perf_counter()
-            s1 = model.get_scores(toks)
-            t_bm25s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            s2 = _lucene_bm25(csc, doc_len, [vocab[t] for t in toks])
-            t_lazy.append(time.perf_counter() - t0)
-            diffs.append(float(np.max(np.abs(s1 - s2))))
-            agree.append(set(np.argsort(-s1)[:10]) == set(np.argsort(-s2)[:10]))
-        lex["lazy_query_ms_median"] = round(1000 * statistics.median(t_lazy), 3)
-        lex["bm25s_query_ms_median"] = round(1000 * statistics.median(t_bm25s), 3)
-        lex["lazy_vs_bm25s_max_abs_score_diff"] = max(diffs)
-        lex["lazy_vs_bm25s_top10_same"] = f"{sum(agree)}/{len(agree)}"
-        lex["faster_update"] = min(
-            ("bm25s from strings", lex["bm25s_index_from_strings_ms"]),
-            ("bm25s from cached ids", lex["bm25s_index_from_ids_ms"]),
-            ("lazy tf matrix", lex["lazy_tf_matrix_rebuild_ms"]),
-            key=lambda kv: kv[1],
-        )[0]
-        out["bm25"] = lex
-
-        # -- the rest of a snapshot write, at this size ----------------------------------------
-        from rag.store import _write_chunks
-
-        db = tmp / "chunks.sqlite"
-
-        def write_db():
-            if db.exists():
-                db.unlink()
-            _write_chunks(db, chunks)
-
-        other = {"chunks_sqlite_write_ms": _ms(write_db, repeat=5)}
-        write_db()
-        patched_db = tmp / "patched.sqlite"
-        note_chunks = [chunks[i] for i in rows]
-
-        def copy_and_patch_db():
-            # the alternative to writing every row: copy the previous file, replace one note's rows
-            import sqlite3
-
-            shutil.copyfile(db, patched_db)
-            con = sqlite3.connect(patched_db)
-            with con:
-                con.execute("DELETE FROM chunks WHERE note = ?", (note,))
-                con.executemany(
-                    "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(n + i, c.id, c.note, c.title, c.heading, c.start_line, c.end_line, c.text, c.hash) for i, c in enumerate(note_chunks)],
-                )
-            con.close()
-
-        other["chunks_sqlite_copy_and_patch_ms"] = _ms(copy_and_patch_db, repeat=5)
-        df: dict[str, int] = {}
-        for toks in tokens:
-            for t in set(toks):
-                df[t] = df.get(t, 0) + 1
-        other["df_count_ms"] = _ms(lambda: [set(t) for t in tokens], repeat=5)
-        other["terms_json_dump_ms"] = _ms(lambda: json.dumps(df, sort_keys=True), repeat=5)
-        other["chunks_sqlite_mb"] = round(db.stat().st_size / 1e6, 1)
-        other["fsync_20mb_file_ms"] = round(dense["write_index_and_fsync_ms"] - dense["write_index_ms"], 2)
-        out["snapshot_parts"] = other
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------------
@@ -1117,7 +899,7 @@ def render(results: dict) -> str:
     )
     m = results.get("machine", {})
     lines += [f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores; embedder `{results.get('embedder')}`; "
-              f"faiss {m.get('faiss', '?')}, bm25s {m.get('bm25s', '?')}, torch {m.get('torch', '?')}.", ""]
+              f"faiss {m.get('faiss', '?')}, scipy {m.get('scipy', '?')}, torch {m.get('torch', '?')}.", ""]
     full = results.get("full")
     if full:
         f, c = full["from_empty"], full["full_from_cache"]
@@ -1200,45 +982,11 @@ def render(results: dict) -> str:
             ]
             lines += [f"| {r['stage']} | {r['cumulative_s']} | {r['calls']} |" for r in cp["stages"]]
             lines += ["", f"Profile: `{cp['cprofile_file']}`.", ""]
-    micro = results.get("micro")
-    if micro:
-        # a result file from an older version of this script may lack a line: show a dash
-        dn, lx, sn = (defaultdict(lambda: "–", micro[k]) for k in ("dense", "bm25", "snapshot_parts"))
-        lines += [
-            "## Update strategies at this size (micro-benchmark)", "",
-            f"{micro['chunks']} chunks × {micro['dim']} dims; the \"edit\" replaces the {micro['note_chunks_replaced']} chunks of one note. "
-            "Median ms.", "",
-            "| dense (FAISS) | ms |", "|---|---:|",
-            f"| rebuild `IndexFlatIP` + add all vectors | {dn['flat_rebuild_ms']} |",
-            f"| `IndexIDMap2`: remove_ids + add_with_ids, in place | {dn['idmap2_patch_in_place_ms']} |",
-            f"| `IndexIDMap2`: clone (needed for an immutable snapshot) + patch | {dn['idmap2_clone_and_patch_ms']} |",
-            f"| assemble the vector matrix row by row from a dict (as now) | {dn['assemble_matrix_rowwise_ms']} |",
-            f"| assemble it vectorised | {dn['assemble_matrix_vectorised_ms']} |",
-            f"| `faiss.write_index` ({dn['file_mb']} MB) | {dn['write_index_ms']} |",
-            f"| write_index + fsync | {dn['write_index_and_fsync_ms']} |",
-            f"| sha256 of the file | {dn['sha256_file_ms']} |",
-            f"| `faiss.read_index` | {dn['read_index_ms']} |",
-            f"| `reconstruct_n` (vectors back out) | {dn['reconstruct_n_ms']} |",
-            "", f"Faster update: **{dn['faster_update']}**; patched and rebuilt indexes return the same top 10: {dn['patched_equals_rebuilt_top10']}.", "",
-            "| BM25 | ms |", "|---|---:|",
-            f"| `terms()` of all chunks, cold stemmer cache (CLI) | {lx['terms_all_chunks_cold_ms']} |",
-            f"| `terms()` of all chunks, warm (in-process) | {lx['terms_all_chunks_warm_ms']} |",
-            f"| `terms()` of one note's chunks | {lx['terms_one_note_ms']} |",
-            f"| bm25s index from token strings (as now) | {lx['bm25s_index_from_strings_ms']} |",
-            f"| map tokens to ids with a kept vocabulary | {lx['map_tokens_to_ids_ms']} |",
-            f"| bm25s index from cached ids | {lx['bm25s_index_from_ids_ms']} |",
-            f"| lazy BM25: rebuild the raw term-count matrix from per-chunk counts | {lx['lazy_tf_matrix_rebuild_ms']} |",
-            f"| bm25s save ({lx['bm25s_files_mb']} MB) / load | {lx['bm25s_save_ms']} / {lx['bm25s_load_ms']} |",
-            f"| query: bm25s eager scores / lazy scores | {lx['bm25s_query_ms_median']} / {lx['lazy_query_ms_median']} |",
-            "", f"Faster update: **{lx['faster_update']}**; lazy scores equal bm25s's (max abs diff "
-            f"{lx['lazy_vs_bm25s_max_abs_score_diff']:.2g}, same top 10 for {lx['lazy_vs_bm25s_top10_same']} questions).", "",
-            "| rest of a snapshot | ms |", "|---|---:|",
-            f"| write chunks.sqlite ({sn['chunks_sqlite_mb']} MB), every row (as now) | {sn['chunks_sqlite_write_ms']} |",
-            f"| copy the previous chunks.sqlite, replace one note's rows | {sn['chunks_sqlite_copy_and_patch_ms']} |",
-            f"| write + fsync of a {dn['file_mb']} MB file, fsync share | {sn['fsync_20mb_file_ms']} |",
-            f"| document frequencies + terms.json dump | {sn['df_count_ms']} + {sn['terms_json_dump_ms']} |",
-            "",
-        ]
+    lines += [
+        "The micro-benchmark that chose these update strategies (FAISS rebuild vs patch, BM25 re-index vs raw "
+        "counts, SQLite rewrite vs patch) ran against the previous design; its tables are in this file's git "
+        "history (commit 1cf905e).", "",
+    ]
     prof = (inc or {}).get("profile_edit_in_process")
     if prof:
         leaves = [r for r in prof["stages"] if not any(o["stage"].startswith(r["stage"] + " > ") for o in prof["stages"])]
@@ -1255,12 +1003,9 @@ def render(results: dict) -> str:
 
 # What each stage's cost suggests (no numbers here: they come from the tables above).
 FIXES = {
-    "BM25 terms of all chunks": "Tokenise only the chunks of changed notes: keep each chunk's terms (or term ids "
-    "and counts) with the chunk, keyed by its hash, as vectors are.",
-    "bm25s index": "Do not re-index every chunk: keep per-chunk term counts and either rebuild the raw count "
-    "matrix (see the lazy BM25 line in the micro-benchmark) and apply BM25 weights at query time, or feed "
-    "bm25s cached ids.",
-    "bm25s save": "With a raw count matrix, save three numpy arrays (indptr, indices, counts).",
+    "BM25 terms of new chunks": "Only chunks whose hash the live snapshot lacks are tokenised.",
+    "BM25Index.update": "Copies the known chunks' count rows and reorders them: O(non-zeros), vectorised.",
+    "BM25 save": "Three numpy arrays and the term list.",
     "chunks.sqlite": "Write only what changed: copy the previous file and replace the changed notes' rows, or "
     "keep chunk records in one content-addressed table shared by snapshots.",
     "fsync files": "Fsync only files that are new; files identical to the previous snapshot's can be hard-linked "
@@ -1271,7 +1016,6 @@ FIXES = {
     "load new snapshot > sha256 of files": "The writer just hashed these files: build the new Snapshot from the "
     "objects in memory instead of reading and verifying it back (verify on cold start only).",
     "read chunks.sqlite": "Build the Snapshot from the chunks in memory instead of reading them back.",
-    "bm25s load": "Keep the BM25 object built in memory instead of loading it back.",
     "faiss.read_index": "Keep the FAISS index built in memory.",
     "load new snapshot > (rest)": "Build the Snapshot from the objects in memory.",
     "cache lookup": "Look up only hashes the live snapshot lacks (the changed notes' chunks): the snapshot "
@@ -1294,7 +1038,7 @@ FIXES = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=["generate", "full", "incremental", "micro", "overheads", "all", "report"])
+    parser.add_argument("phase", choices=["generate", "full", "incremental", "overheads", "all", "report"])
     parser.add_argument("--embedder", default="all-MiniLM-L6-v2", help="`hash` checks the script quickly")
     parser.add_argument("--notes", type=int, default=1000, dest="notes_n", help="notes to generate")
     parser.add_argument("--seed", type=int, default=1000)
@@ -1308,17 +1052,18 @@ def main(argv: list[str] | None = None) -> None:
     args.index = args.work / "index"
     out_json = RESULTS / "incremental.json" if real else args.work / "incremental.json"
     results = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    results.pop("micro", None)  # from the study of the previous design (see render)
 
     stamp = ensure_corpus(args.work, args.notes_n, args.seed)
     results["corpus"] = {k: stamp[k] for k in ("seed", "notes", "bytes", "source_notes")}
     results["embedder"] = args.embedder
     results["machine"] = _machine()
-    phases = ["full", "incremental", "micro", "overheads"] if args.phase == "all" else [args.phase]
+    phases = ["full", "incremental", "overheads"] if args.phase == "all" else [args.phase]
     for phase in phases:
         if phase in ("generate", "report"):
             continue
         t0 = time.perf_counter()
-        run = {"full": phase_full, "incremental": phase_incremental, "micro": phase_micro, "overheads": _cli_overheads}
+        run = {"full": phase_full, "incremental": phase_incremental, "overheads": _cli_overheads}
         results[phase] = run[phase](args)
         results[phase]["phase_seconds"] = round(time.perf_counter() - t0, 1)
         out_json.parent.mkdir(parents=True, exist_ok=True)

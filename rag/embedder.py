@@ -58,7 +58,8 @@ class SentenceTransformerEmbedder:
         self._path = path
         self._batch_size = batch_size
         self._model = None
-        self._tokenizer = None
+        self._tokenizer = None  # list[str] -> list[int], built on first use
+        self._encode_one = None  # str -> int
         self._numpy = None  # rag.minilm.MiniLM once loaded; False when the folder needs torch
         self._blas = None  # threadpoolctl controller: the numpy engine runs on one BLAS thread
         self._lock = threading.Lock()
@@ -156,6 +157,12 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(out.numpy(), dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
+        if self._encode_one is None:
+            self.count_many([])
+        return self._encode_one(text)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """Word pieces of each text, special tokens included, never truncated."""
         if self._tokenizer is None:
             file = Path(self._path) / "tokenizer.json"
             if file.is_file():
@@ -164,12 +171,13 @@ class SentenceTransformerEmbedder:
                 tok = Tokenizer.from_file(str(file))
                 tok.no_truncation()
                 tok.no_padding()  # the shipped tokenizer.json pads to a fixed length
-                self._tokenizer = tok.encode
+                self._tokenizer = lambda ts: [len(e.ids) for e in tok.encode_batch(ts)]
+                self._encode_one = lambda t: len(tok.encode(t).ids)  # a batch of one costs ~1 ms more
             else:
                 hf = self._load().tokenizer
-                self._tokenizer = lambda t: hf(t, add_special_tokens=True)["input_ids"]
-        enc = self._tokenizer(text)
-        return len(enc.ids) if hasattr(enc, "ids") else len(enc)
+                self._tokenizer = lambda ts: [len(ids) for ids in hf(list(ts), add_special_tokens=True)["input_ids"]]
+                self._encode_one = lambda t: len(hf(t, add_special_tokens=True)["input_ids"])
+        return self._tokenizer(list(texts)) if texts else []
 
 
 def _read_max_seq_length(folder: Path, default: int) -> int:

@@ -157,7 +157,7 @@ def build_index(
                 chunks.extend(old_by_note[path])
             else:
                 text = notes[path].decode("utf-8")
-                chunks.extend(chunk_note(path, text, config, embedder.count_tokens))
+                chunks.extend(chunk_note(path, text, config, embedder.count_tokens, getattr(embedder, "count_many", None)))
 
         vectors, embedded = _vectors(chunks, store, embedder, previous, use_cache, progress)
         bm25 = _bm25(chunks, previous)

@@ -170,10 +170,30 @@ def test_real_notes_fit_the_real_tokenizer_and_spans_are_verbatim():
     total = 0
     for f in files:
         text = f.read_text(encoding="utf-8")
-        chunks = chunk_note(f.name, text, cfg, emb.count_tokens)
+        chunks = chunk_note(f.name, text, cfg, emb.count_tokens, emb.count_many)
         assert chunks, f
+        # the batched, summed counts pack exactly as counting every join would
+        assert chunks == chunk_note(f.name, text, cfg, emb.count_tokens, lambda ts: [emb.count_tokens(t) for t in ts])
         total += len(chunks)
         for c in chunks:
             assert emb.count_tokens(embed_text(c.title, c.heading, c.text)) <= min(cfg.max_tokens, emb.max_tokens)
         assert_verbatim(text, chunks)
     assert total > len(files) * 3
+
+
+def test_a_tokenizer_whose_counts_do_not_add_up_still_gets_chunks_that_fit():
+    """Counting characters, a join costs more than its lines: the summed estimate is low, the
+    exact check catches it, and the section is packed the exact way."""
+    def by_chars(text: str) -> int:
+        return 2 + len(text) // 4
+
+    paras = [_para(12, s) + "." for s in "abcdefghijkl"]
+    text = "# T\n\n## S\n\n" + "\n\n".join(paras) + "\n"
+    cfg = ChunkerConfig(max_tokens=90, overlap=1)
+    chunks = chunk_note("n.md", text, cfg, by_chars)
+    assert len(chunks) >= 2
+    for c in chunks:
+        assert by_chars(embed_text(c.title, c.heading, c.text)) <= cfg.max_tokens
+    assert_verbatim(text, chunks)
+    covered = " ".join(c.text for c in chunks)
+    assert all(p in covered for p in paras)
