@@ -41,32 +41,46 @@ _FILES = ("bm25.npz", "bm25_terms.json")
 
 
 class BM25Index:
-    """Term counts of every chunk plus the weights a query needs (built on construction)."""
+    """Term counts of every chunk plus the weights a query needs (built on construction).
 
-    def __init__(self, counts, terms: list[str], k1: float = K1, b: float = B):
-        import scipy.sparse as sp
+    Counts are held as compressed sparse rows in plain numpy arrays (scipy is not needed,
+    and importing it would cost a fresh `rag index` a quarter of a second):
+    row i's terms are `indices[indptr[i]:indptr[i + 1]]`, their counts the same slice of `counts`.
+    """
 
-        self.counts = sp.csr_matrix(counts, dtype=np.int32)  # (chunks, terms), raw counts
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, counts: np.ndarray, terms: list[str], k1: float = K1, b: float = B):
+        self.indptr = np.asarray(indptr, dtype=np.int64)  # (chunks + 1,)
+        self.indices = np.asarray(indices, dtype=np.int32)  # (non-zeros,) term columns
+        self.counts = np.asarray(counts, dtype=np.int32)  # (non-zeros,) term frequency in the chunk
         self.terms = terms  # column -> term
         self.vocab = {t: i for i, t in enumerate(terms)}
         self.k1, self.b = k1, b
-        n = self.counts.shape[0]
-        length = np.asarray(self.counts.sum(axis=1)).ravel().astype(np.float64)  # tokens per chunk
-        by_term = self.counts.tocsc()
-        by_term.sort_indices()
-        df = np.diff(by_term.indptr)
-        self.df = df  # column -> number of chunks holding the term
-        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-        norm = k1 * (1.0 - b + b * length / (length.mean() if n else 1.0))
-        tf = by_term.data.astype(np.float64)
-        cols = np.repeat(np.arange(len(terms)), df)
-        self._rows = by_term.indices  # CSC layout: the chunks holding term j are rows[ptr[j]:ptr[j+1]]
-        self._ptr = by_term.indptr
-        self._weights = (idf[cols] * tf / (tf + norm[self._rows])).astype(np.float32)
+        self.df = np.bincount(self.indices, minlength=len(terms))  # column -> chunks holding the term
+        self._by_term = None  # (rows, ptr, weights): built on the first query, see _query_view
+
+    def _query_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The weights in column order: the chunks holding term j are rows[ptr[j]:ptr[j + 1]].
+
+        Built on first use (~0.1 s at 13k chunks), so indexing without searching (the CLI)
+        never pays for it. Two threads may both build it; they build the same arrays.
+        """
+        view = self._by_term
+        if view is None:
+            n, df, k1, b = self.size, self.df, self.k1, self.b
+            row_of = np.repeat(np.arange(n, dtype=np.int32), np.diff(self.indptr))
+            length = np.bincount(row_of, weights=self.counts, minlength=n)  # tokens per chunk
+            idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+            norm = k1 * (1.0 - b + b * length / (length.mean() if n else 1.0))
+            order = np.argsort(self.indices, kind="stable")
+            rows = row_of[order]
+            tf = self.counts[order].astype(np.float64)
+            weights = (idf[self.indices[order]] * tf / (tf + norm[rows])).astype(np.float32)
+            view = self._by_term = (rows, np.concatenate([[0], np.cumsum(df)]), weights)
+        return view
 
     @property
     def size(self) -> int:
-        return self.counts.shape[0]
+        return len(self.indptr) - 1
 
     @classmethod
     def build(cls, tokens: Sequence[Sequence[str]], k1: float = K1, b: float = B) -> "BM25Index":
@@ -82,14 +96,14 @@ class BM25Index:
         Terms no chunk holds any more are dropped, so the result equals `build` on the same
         chunks up to the order of its columns.
         """
-        import scipy.sparse as sp
-
         vocab = dict(previous.vocab) if previous is not None else {}
         terms = list(previous.terms) if previous is not None else []
-        old_rows = [r for r in rows if isinstance(r, (int, np.integer))]
-        new_ptr, new_cols, new_vals = [0], [], []
+        old_n = previous.size if previous is not None else 0
+        # new text goes after the previous rows in one pool; the result gathers from the pool
+        new_ptr, new_cols, new_vals, source = [0], [], [], []
         for r in rows:
             if isinstance(r, (int, np.integer)):
+                source.append(int(r))
                 continue
             for t, c in Counter(r).items():
                 j = vocab.get(t)
@@ -98,41 +112,37 @@ class BM25Index:
                     terms.append(t)
                 new_cols.append(j)
                 new_vals.append(c)
+            source.append(old_n + len(new_ptr) - 1)
             new_ptr.append(len(new_cols))
-        width = len(terms)
-        fresh = sp.csr_matrix(
-            (np.asarray(new_vals, dtype=np.int32), np.asarray(new_cols, dtype=np.int32), np.asarray(new_ptr)),
-            shape=(len(new_ptr) - 1, width),
-        )
-        parts = [fresh]
-        if old_rows:
-            taken = previous.counts[np.asarray(old_rows, dtype=np.int64)]
-            taken = sp.csr_matrix((taken.data, taken.indices, taken.indptr), shape=(len(old_rows), width))
-            parts.insert(0, taken)
-        stacked = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
-        # stacked holds the old rows first, then the fresh ones: put them in the caller's order
-        order = np.empty(len(rows), dtype=np.int64)
-        is_old = np.array([isinstance(r, (int, np.integer)) for r in rows], dtype=bool)
-        order[is_old] = np.arange(int(is_old.sum()))
-        order[~is_old] = int(is_old.sum()) + np.arange(int((~is_old).sum()))
-        counts = stacked[order] if len(rows) else stacked
-        used = np.bincount(counts.indices, minlength=width) > 0
+        if previous is not None:
+            pool_ptr = np.concatenate([previous.indptr, previous.indptr[-1] + np.asarray(new_ptr[1:], dtype=np.int64)])
+            pool_idx = np.concatenate([previous.indices, np.asarray(new_cols, dtype=np.int32)])
+            pool_val = np.concatenate([previous.counts, np.asarray(new_vals, dtype=np.int32)])
+        else:
+            pool_ptr = np.asarray(new_ptr, dtype=np.int64)
+            pool_idx = np.asarray(new_cols, dtype=np.int32)
+            pool_val = np.asarray(new_vals, dtype=np.int32)
+        src = np.asarray(source, dtype=np.int64)
+        starts, lengths = pool_ptr[src], pool_ptr[src + 1] - pool_ptr[src]
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        # position k of the result reads pool entry starts[row] + (k - indptr[row])
+        take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+        indices, counts = pool_idx[take], pool_val[take]
+        used = np.bincount(indices, minlength=len(terms)) > 0
         if not used.all():  # drop terms that left with deleted or edited chunks
-            remap = np.cumsum(used) - 1
-            counts = sp.csr_matrix(
-                (counts.data, remap[counts.indices].astype(np.int32), counts.indptr), shape=(counts.shape[0], int(used.sum()))
-            )
+            indices = (np.cumsum(used) - 1)[indices].astype(np.int32)
             terms = [t for t, u in zip(terms, used) if u]
-        return cls(counts, terms, k1=k1, b=b)
+        return cls(indptr, indices, counts, terms, k1=k1, b=b)
 
     def scores(self, query: Sequence[str]) -> np.ndarray:
         """BM25 score of every chunk for the query terms (unknown terms score nothing)."""
         out = np.zeros(self.size, dtype=np.float32)
+        rows, ptr, weights = self._query_view()
         for t in query:
             j = self.vocab.get(t)
             if j is not None:
-                lo, hi = self._ptr[j], self._ptr[j + 1]
-                out[self._rows[lo:hi]] += self._weights[lo:hi]
+                lo, hi = ptr[j], ptr[j + 1]
+                out[rows[lo:hi]] += weights[lo:hi]
         return out
 
     def top(self, query: Sequence[str], c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,22 +165,24 @@ class BM25Index:
     def save(self, folder: Path) -> list[str]:
         """Write the counts and the terms into `folder`; returns the file names."""
         folder = Path(folder)
-        c = self.counts
         with (folder / _FILES[0]).open("wb") as f:
-            np.savez(f, indptr=c.indptr.astype(np.int64), indices=c.indices.astype(np.int32), counts=c.data.astype(np.int32),
-                     shape=np.asarray(c.shape, dtype=np.int64))
+            np.savez(f, indptr=self.indptr, indices=self.indices, counts=self.counts)
         (folder / _FILES[1]).write_text(json.dumps(self.terms, ensure_ascii=False))
         return list(_FILES)
 
     @classmethod
     def load(cls, folder: Path, k1: float = K1, b: float = B) -> "BM25Index":
-        import scipy.sparse as sp
-
         folder = Path(folder)
         with np.load(folder / _FILES[0], allow_pickle=False) as z:
-            shape = tuple(int(x) for x in z["shape"])
-            counts = sp.csr_matrix((z["counts"], z["indices"], z["indptr"]), shape=shape)
+            indptr, indices, counts = z["indptr"], z["indices"], z["counts"]
         terms = json.loads((folder / _FILES[1]).read_text(encoding="utf-8"))
-        if not isinstance(terms, list) or len(terms) != shape[1]:
-            raise ValueError(f"{_FILES[1]} lists {len(terms)} terms, the counts have {shape[1]} columns")
-        return cls(counts, terms, k1=k1, b=b)
+        if not isinstance(terms, list):
+            raise ValueError(f"{_FILES[1]} is not a list of terms")
+        if (
+            indptr.ndim != 1 or len(indptr) == 0 or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+            or indptr[-1] != len(indices) or len(indices) != len(counts)
+        ):
+            raise ValueError(f"{_FILES[0]} does not hold well-formed sparse rows")
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(terms)):
+            raise ValueError(f"{_FILES[1]} lists {len(terms)} terms, the counts use more columns")
+        return cls(indptr, indices, counts, terms, k1=k1, b=b)

@@ -91,6 +91,8 @@ class RagService:
                 live=self._snapshot,
                 progress=progress,
             )
+            if self._snapshot is not None and fresh is not self._snapshot:
+                fresh.bm25.scores([])  # serving: build its query view now, not in the first request
             self._snapshot = fresh  # one reference swap: readers see old or new, never a mix
             self.last_report = report
             return report
