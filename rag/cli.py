@@ -232,16 +232,17 @@ def eval_(
     beir: Optional[Path] = typer.Option(None, "--beir", help="run the BEIR benchmark in this folder instead"),
     split: str = typer.Option("test", help="BEIR split: test or train"),
     run: Optional[Path] = typer.Option(None, "--run", help="BEIR: write the TREC run file here"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="BEIR: embed every document again (the cold build time)"),
 ) -> None:
     """Measure answer quality and speed on the notes suite, or retrieval on BEIR.
 
     Examples: `rag eval`, `rag eval --check`, `rag eval --generator llama`,
-    `rag eval --beir ../shared/benchmarks/scifact --run eval/results/scifact.run`.
+    `rag eval --beir ../shared/benchmarks/scifact --run eval/results/scifact.run [--no-cache]`.
     """
     if beir is not None:
         from .evaluation.beir import run_beir
 
-        run_beir(settings(), beir, split=split, run_file=run, console=err)
+        run_beir(settings(), beir, split=split, run_file=run, console=err, use_cache=not no_cache)
         return
     from .evaluation import report as rep
     from .evaluation.suite import calibrate as calibrate_fn

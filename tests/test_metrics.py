@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,3 +207,21 @@ def test_qrels_naming_an_unknown_query_is_reported(tmp_path):
     folder = write_beir(tmp_path / "b", {"99": {"103": 1}})
     with pytest.raises(ConfigError, match="judges queries with no text.*99"):
         load_beir(folder)
+
+
+def test_cli_beir_no_cache_embeds_everything_again(tmp_path):
+    """`rag eval --beir DIR` caches vectors; `--no-cache` measures the cold build again."""
+    folder = write_beir(tmp_path / "tiny", {"1": {"103": 1}, "2": {"102": 1}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {"RAG_EMBEDDER": "hash"}
+
+    def run(*extra: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "rag", "eval", "--beir", str(folder), *extra],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads((tmp_path / "eval" / "results" / "tiny.json").read_text())["build"]
+
+    assert run()["embedded"] == 6
+    assert run()["embedded"] == 0  # from eval/.cache/ under the working directory
+    assert run("--no-cache")["embedded"] == 6
