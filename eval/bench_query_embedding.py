@@ -1,11 +1,12 @@
-"""How fast one query is embedded, four ways, on the packaged all-MiniLM-L6-v2.
+"""How fast one query is embedded, several ways, on the packaged all-MiniLM-L6-v2.
 
     .venv/bin/python eval/bench_query_embedding.py [--queries 200]
 
 Compares sentence-transformers' `encode([q])` with the direct module call that
 `SentenceTransformerEmbedder.embed` uses for a single text, each with torch's default
 intra-op threads and with one thread, interleaved query by query so that a background
-load hits all four alike. Checks that every variant gives encode's vector (max abs diff)
+load hits all alike, and the numpy engine (`rag.minilm`, one and two BLAS threads) that
+the shipped `embed([q])` uses. Checks that every variant gives encode's vector (max abs diff)
 and records the load average, since on 2 cores it decides which variant wins. Queries are
 SciFact claims when the offline copy is present, else a few built-in questions.
 Writes eval/results/query_embedding.json. Deliberately absent: other runtimes (ONNX,
@@ -62,11 +63,24 @@ def main() -> None:
 
         return run
 
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController()
+
+    def numpy_engine(n):
+        def run(q):
+            with blas.limit(limits=n, user_api="blas"):
+                return emb.embed([q], engine="numpy") if n == 1 else emb._load_numpy().embed([q])
+
+        return run
+
     variants = {
         f"encode, {default_threads} threads": encode,
         "encode, 1 thread": threads(1, encode),
         f"direct, {default_threads} threads": direct,
         "direct, 1 thread": threads(1, direct),
+        "numpy engine, 2 BLAS threads": numpy_engine(2),
+        "numpy engine, 1 BLAS thread": numpy_engine(1),
         "shipped: embedder.embed([q])": lambda q: emb.embed([q]),
     }
     reference = np.vstack([encode(q) for q in texts[:50]])
