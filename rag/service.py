@@ -2,8 +2,9 @@
 
 It owns the live snapshot. A request takes the snapshot reference once and uses it to the
 end, and a rebuild replaces the reference only after the new snapshot is complete on disk
-(the indexer hands over the one it built in memory), so no request ever sees a mix of two indexes. One rebuild runs at a time; a
-second one asked for meanwhile gets `RebuildInProgress` (HTTP 409).
+(the indexer hands over the one it built in memory), so no request ever sees a mix of two
+indexes. One rebuild runs at a time; a second one asked for meanwhile gets
+`RebuildInProgress` (HTTP 409).
 Deliberately absent: caching answers (questions rarely repeat; retrieval is fast).
 """
 
