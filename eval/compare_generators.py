@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,7 +63,19 @@ def render(a: dict, b: dict) -> str:
     fallback = sum(1 for r in recs_b if r.get("fallback"))
     ungrounded = sum(1 for r in recs_b if r.get("grounded") is False)
     lines += ["", f"`{nb}`: {fallback} of {len(recs_b)} answers fell back to the extractive one "
-              f"(failure or an answer citing nothing), {ungrounded} flagged ungrounded.", ""]
+              f"(a failure, or no sentence of the answer supported by its cited passages), {ungrounded} flagged ungrounded."]
+    reasons = Counter(w.split(":")[0] for r in recs_b if r.get("fallback") for w in r.get("warnings", []))
+    if reasons:
+        lines += ["", "Warnings on the answers that fell back:", ""]
+        lines += [f"- {n} x {w}" for w, n in reasons.most_common(8)]
+    own = [r for r in recs_b if not r.get("fallback") and not r["abstained"] and r["kind"] != "unanswerable"]
+    base = {r["id"]: r for r in a["records"]}
+    if own:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        lines += ["", f"On the {len(own)} answerable questions `{nb}` answered itself (no fallback), key-fact recall "
+                  f"{mean([r['fact_recall'] or 0 for r in own]):.3f} against `{na}`'s "
+                  f"{mean([base[r['id']]['fact_recall'] or 0 for r in own if r['id'] in base]):.3f} on the same questions."]
+    lines.append("")
 
     kinds = sorted(set(a["meta"].get("by_kind", {})) | set(b["meta"].get("by_kind", {})))
     if kinds:

@@ -143,6 +143,7 @@ def run_suite(service: RagService, cases: list[dict], generator: str | None = No
                 "token_f1": token_f1(answer.answer, case["answer"]) if case["kind"] != "unanswerable" and not answer.abstained else None,
                 "grounded": answer.grounded,
                 "fallback": answer.fallback,
+                "warnings": list(answer.warnings),  # why an LLM answer fell back, markers removed...
                 "timings_ms": {**answer.timings_ms, "wall": round(wall, 2)},
             }
         )
