@@ -764,7 +764,7 @@ def _cli_overheads(args) -> dict:
     py = sys.executable
     snippets = {
         "Python start": "pass",
-        "import rag.cli, rag.service, faiss, scipy": "import rag.cli, rag.service, rag.indexer, rag.store, faiss, scipy.sparse",
+        "import rag.cli, rag.service, faiss": "import rag.cli, rag.service, rag.indexer, rag.store, faiss",
         "numpy engine: load + first embed (imports included)": (
             f"from rag.embedder import load_embedder; e = load_embedder({args.embedder!r}); e.embed(['warm up'], engine='numpy')"
             if args.embedder != "hash" else "pass"

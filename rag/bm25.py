@@ -71,7 +71,9 @@ class BM25Index:
             length = np.bincount(row_of, weights=self.counts, minlength=n)  # tokens per chunk
             idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
             norm = k1 * (1.0 - b + b * length / (length.mean() if n else 1.0))
-            order = np.argsort(self.indices, kind="stable")
+            # a stable sort of 16-bit keys is a radix sort in numpy: ~4x faster than on int32
+            keys = self.indices.astype(np.uint16) if len(self.terms) <= 1 << 16 else self.indices
+            order = np.argsort(keys, kind="stable")
             rows = row_of[order]
             tf = self.counts[order].astype(np.float64)
             weights = (idf[self.indices[order]] * tf / (tf + norm[rows])).astype(np.float32)

@@ -231,14 +231,18 @@ def _vectors(
 ) -> tuple[np.ndarray, int]:
     """One vector per chunk: the previous snapshot, then the cache, then the model."""
     found: dict[str, np.ndarray] = {}
+    known: dict[str, int] = {}  # hash -> row of previous.vectors
     if previous is not None and use_cache:
-        found = {c.hash: previous.vectors[row] for row, c in enumerate(previous.chunks)}
+        known = {c.hash: row for row, c in enumerate(previous.chunks)}
     cache = EmbeddingCache(store.root / "cache", embedder.name, embedder.dim)
     try:
         if use_cache:  # only what the live snapshot lacks: after an edit, a handful of hashes
-            found.update(cache.get_many([c.hash for c in chunks if c.hash not in found]))
-        todo = [c for c in dict((c.hash, c) for c in chunks if c.hash not in found).values()]
+            found.update(cache.get_many([c.hash for c in chunks if c.hash not in known]))
+        todo = [c for c in dict((c.hash, c) for c in chunks if c.hash not in known and c.hash not in found).values()]
         if todo:
+            # longest first, so that each batch pads to similar lengths (as sentence-transformers
+            # sorts within one call); the cache is written batch by batch all the same
+            todo.sort(key=lambda c: -len(c.text) - len(c.heading))
             texts = chunk_embed_texts(todo)
             batch = 64
             fresh: dict[str, np.ndarray] = {}
@@ -252,5 +256,10 @@ def _vectors(
             found.update(fresh)
     finally:
         cache.close()
-    matrix = np.stack([found[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim))
-    return matrix.astype(np.float32, copy=False), len(todo)
+    rows = np.array([known.get(c.hash, -1) for c in chunks], dtype=np.int64)
+    matrix = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    if previous is not None and (rows >= 0).any():
+        matrix[rows >= 0] = previous.vectors[rows[rows >= 0]]  # one gather for the known chunks
+    for i in np.flatnonzero(rows < 0):
+        matrix[i] = found[chunks[i].hash]
+    return matrix, len(todo)
