@@ -5,7 +5,8 @@ Debian's `chromium` (installed by `make browser`) is driven by Playwright throug
 by uvicorn on 127.0.0.1 over a tmp notes folder indexed with the hashing embedder; one
 test (marked `model`) serves the shipped notes indexed with the real model. Every page
 runs with requests to anything but this server blocked and recorded, and fails on any
-JavaScript error. Screenshots (desktop and phone width) go to eval/results/screenshots/.
+JavaScript error. Screenshots (desktop and phone width) go to eval/results/screenshots/
+with UPDATE_SCREENSHOTS=1 (else to a temporary folder).
 Without chromium or playwright the browser tests skip with the reason, except under CI,
 where the set-up installs both and their absence is a failure.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -309,8 +311,11 @@ def server(notes_root):
 
 
 def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name), full_page=False)
+    """A screenshot; committed ones in eval/results/screenshots/ are replaced only when
+    UPDATE_SCREENSHOTS=1, so an ordinary test run leaves the tree clean."""
+    folder = SHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir()) / "rag-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=False)
 
 
 def _ask(page, question: str, sent: bool = True) -> None:
