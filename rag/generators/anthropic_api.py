@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from ..errors import GenerationFailed, GeneratorUnavailable
 from ..settings import Settings
 from .llm import Messages
+from .sdk import client_failure, stream_texts
 
 __all__ = ["AnthropicBackend"]
 
@@ -69,44 +70,30 @@ class AnthropicBackend:
 
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         events = self._request(messages, max_tokens, stream=True)
-        try:
-            for event in events:
-                if getattr(event, "type", None) != "content_block_delta":
-                    continue  # message_start, content_block_start/stop, message_delta, message_stop
-                delta = getattr(event, "delta", None)
-                if getattr(delta, "type", None) == "text_delta" and delta.text:
-                    yield delta.text
-        except GenerationFailed:
-            raise
-        except Exception as exc:
-            raise self._failure(exc) from exc
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+        yield from stream_texts(events, _event_text, self._failure)
 
     def _failure(self, exc: Exception) -> GenerationFailed:
-        a = self._anthropic
-        tries = f"after {self.retries} retr{'y' if self.retries == 1 else 'ies'}"
-        if isinstance(exc, a.APITimeoutError):
-            return GenerationFailed(f"{self.where} timed out after {self.timeout:g} s ({tries})")
-        if isinstance(exc, a.APIConnectionError):
-            return GenerationFailed(f"could not connect to {self.where} ({tries})")
-        if isinstance(exc, a.APIStatusError):
-            kind, message = _error_fields(exc)
-            if exc.status_code == 200:  # an `error` event inside a stream that had begun
-                return GenerationFailed(f"{self.where} stopped the stream with {kind}: {message}")
-            hint = {401: "check RAG_ANTHROPIC_API_KEY", 404: "check RAG_ANTHROPIC_MODEL"}.get(exc.status_code)
-            if hint is None and (exc.status_code == 429 or exc.status_code >= 500):
-                hint = tries
-            return GenerationFailed(
-                f"{self.where} answered HTTP {exc.status_code} {kind}: {message}" + (f" ({hint})" if hint else "")
-            )
-        if isinstance(exc, a.APIResponseValidationError):
-            return GenerationFailed(f"{self.where} sent a malformed reply")
-        if isinstance(exc, ValueError):  # a body that is not JSON (a proxy's HTML error page, say)
-            return GenerationFailed(f"{self.where} sent a malformed reply (not JSON)")
-        return GenerationFailed(f"{self.where}: {type(exc).__name__}: {str(exc)[:200]}")
+        return client_failure(self._anthropic, exc, self.where, self.timeout, self.retries, self._status)
+
+    def _status(self, exc, tries: str) -> GenerationFailed:
+        kind, message = _error_fields(exc)
+        if exc.status_code == 200:  # an `error` event inside a stream that had begun
+            return GenerationFailed(f"{self.where} stopped the stream with {kind}: {message}")
+        hint = {401: "check RAG_ANTHROPIC_API_KEY", 404: "check RAG_ANTHROPIC_MODEL"}.get(exc.status_code)
+        if hint is None and (exc.status_code == 429 or exc.status_code >= 500):
+            hint = tries
+        return GenerationFailed(
+            f"{self.where} answered HTTP {exc.status_code} {kind}: {message}" + (f" ({hint})" if hint else "")
+        )
+
+
+def _event_text(event) -> str | None:
+    """Text of a `content_block_delta` event; None for message_start, content_block_start/stop,
+    message_delta and message_stop."""
+    if getattr(event, "type", None) != "content_block_delta":
+        return None
+    delta = getattr(event, "delta", None)
+    return delta.text if getattr(delta, "type", None) == "text_delta" else None
 
 
 def _error_fields(exc) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from ..errors import GenerationFailed, GeneratorUnavailable
 from ..settings import Settings
 from .llm import Messages
+from .sdk import client_failure, stream_texts
 
 __all__ = ["OpenAIBackend", "OPENAI_DEFAULT_URL", "needs_key"]
 
@@ -70,44 +71,25 @@ class OpenAIBackend:
 
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         events = self._request(messages, max_tokens, stream=True)
-        try:
-            for chunk in events:
-                choices = getattr(chunk, "choices", None)
-                if not choices:  # usage-only or keep-alive chunks
-                    continue
-                delta = getattr(choices[0], "delta", None)
-                text = getattr(delta, "content", None)
-                if isinstance(text, str) and text:
-                    yield text
-        except GenerationFailed:
-            raise
-        except Exception as exc:  # the stream broke off, or a chunk was not JSON
-            raise self._failure(exc) from exc
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
+        yield from stream_texts(events, _chunk_text, self._failure)
 
     def _failure(self, exc: Exception) -> GenerationFailed:
         """A one-line reason for a client error, after the client's own retries."""
-        o = self._openai
-        tries = f"after {self.retries} retr{'y' if self.retries == 1 else 'ies'}"
-        if isinstance(exc, o.APITimeoutError):
-            return GenerationFailed(f"{self.base_url} timed out after {self.timeout:g} s ({tries})")
-        if isinstance(exc, o.APIConnectionError):
-            return GenerationFailed(f"could not connect to {self.base_url} ({tries})")
-        if isinstance(exc, o.APIStatusError):
-            detail = _error_message(exc)
-            hint = {401: "check RAG_OPENAI_API_KEY", 404: "check RAG_OPENAI_MODEL and RAG_OPENAI_BASE_URL", 429: f"rate limited; {tries}"}
-            extra = hint.get(exc.status_code, tries if exc.status_code >= 500 else "")
-            return GenerationFailed(
-                f"{self.base_url} answered HTTP {exc.status_code}: {detail}" + (f" ({extra})" if extra else "")
-            )
-        if isinstance(exc, o.APIResponseValidationError):
-            return GenerationFailed(f"{self.base_url} sent a malformed reply")
-        if isinstance(exc, ValueError):  # a body that is not JSON (a proxy's HTML error page, say)
-            return GenerationFailed(f"{self.base_url} sent a malformed reply (not JSON)")
-        return GenerationFailed(f"{self.base_url}: {type(exc).__name__}: {str(exc)[:200]}")
+        return client_failure(self._openai, exc, self.base_url, self.timeout, self.retries, self._status)
+
+    def _status(self, exc, tries: str) -> GenerationFailed:
+        detail = _error_message(exc)
+        hint = {401: "check RAG_OPENAI_API_KEY", 404: "check RAG_OPENAI_MODEL and RAG_OPENAI_BASE_URL", 429: f"rate limited; {tries}"}
+        extra = hint.get(exc.status_code, tries if exc.status_code >= 500 else "")
+        return GenerationFailed(f"{self.base_url} answered HTTP {exc.status_code}: {detail}" + (f" ({extra})" if extra else ""))
+
+
+def _chunk_text(chunk) -> str | None:
+    """Text of a streamed chat chunk; None for usage-only or keep-alive chunks."""
+    choices = getattr(chunk, "choices", None)
+    if not choices:
+        return None
+    return getattr(getattr(choices[0], "delta", None), "content", None)
 
 
 def _error_message(exc) -> str:
