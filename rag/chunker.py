@@ -202,28 +202,26 @@ def chunk_note(
             n = parts[line] = count_tokens(line) - empty
         return n
 
+    def fits_under(heading: str) -> Callable[[str], bool]:
+        """Exact: does this body, under the title and `heading`, fit the limit?"""
+        return lambda body: count_tokens(embed_text(note.title, heading, body)) <= config.max_tokens
+
     packed: list[tuple[str, list[list[_Unit]]]] = []
     for heading, blocks in sections:
         head = head_of[embed_text(note.title, heading, "")]
         if head + x > config.max_tokens:
             heading, head = "", plain  # a heading path so long it leaves no room for text: drop it
 
-        def fits(body: str, heading: str = heading) -> bool:
-            return count_tokens(embed_text(note.title, heading, body)) <= config.max_tokens
-
         def fits_units(units: list[_Unit], head: int = head) -> bool:
             return head + sum(part(u.text) for u in units) <= config.max_tokens
 
-        packed.append((heading, list(_pack(blocks, fits, fits_units, config.overlap))))
+        packed.append((heading, list(_pack(blocks, fits_under(heading), fits_units, config.overlap))))
     exact = count_many([embed_text(note.title, h, _join(units)) for h, section in packed for units in section])
     i = 0
     for s, (heading, section) in enumerate(packed):
         if any(n > config.max_tokens for n in exact[i : i + len(section)]):
-
-            def fits(body: str, heading: str = heading) -> bool:
-                return count_tokens(embed_text(note.title, heading, body)) <= config.max_tokens
-
-            packed[s] = (heading, list(_pack(sections[s][1], fits, lambda units: fits(_join(units)), config.overlap)))
+            fits = fits_under(heading)
+            packed[s] = (heading, list(_pack(sections[s][1], fits, lambda units, fits=fits: fits(_join(units)), config.overlap)))
         i += len(section)
 
     chunks: list[Chunk] = []
