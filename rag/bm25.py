@@ -6,12 +6,12 @@ list. Scores are Lucene's BM25, the variant bm25s and Anserini use:
     score(q, d) = sum over query terms t of  idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))
     idf(t)      = ln(1 + (N - df + 0.5) / (df + 0.5))
 
-computed when the index is loaded (one vectorised pass over the counts), not stored, so
-the saved files depend only on the chunks' terms. A rebuild after an edit takes the rows
-of unchanged chunks from the previous matrix (found by content hash) and counts terms
-only for new text: ~70 ms at 13k chunks, where re-indexing everything with bm25s took
-~1.5 s (eval/results/incremental.md). Duplicate query terms count once per occurrence,
-as in bm25s.
+computed on the first query (one vectorised pass over the counts), not stored, so the
+saved files depend only on the chunks' terms. A rebuild after an edit takes the rows of
+unchanged chunks from the previous matrix (found by content hash) and counts terms only
+for new text: ~20 ms at 13k chunks, where re-indexing everything with bm25s took ~1.5 s
+(eval/results/incremental.md). Duplicate query terms count once per occurrence, as in
+bm25s.
 
     >>> idx = BM25Index.build([["cat", "sat"], ["dog"], ["cat", "cat"]])
     >>> rows, scores = idx.top(["cat"], 5)
