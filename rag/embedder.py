@@ -11,7 +11,7 @@ query, the chunks of one edited note) go through `rag.minilm`, numpy on one BLAS
 which loads in well under a second; batches above `SMALL_BATCH` go through torch and
 sentence-transformers, which take seconds to import but encode faster in bulk. Each loads
 on first use, so `rag index` after an edit and the query path never import torch. The two
-agree to ~1e-6 (tests/test_model.py). A model folder `rag.minilm` cannot run exactly uses
+agree to within 1e-6 (tests/test_query_embedding.py). A model folder `rag.minilm` cannot run exactly uses
 torch for everything. Deliberately absent: GPU selection (CPU is the target) and
 instruction prefixes.
 """

@@ -3,16 +3,17 @@
 `rag index` after a one-note edit embeds one or two chunks, and a query is one short text;
 importing torch and sentence-transformers to do that costs seconds, while the arithmetic
 costs milliseconds. This module runs the same network (BERT: embeddings, 6 post-norm
-encoder layers with 12-head attention and exact-erf GELU, then mean pooling over real
-tokens and L2 normalisation, as the model folder's `modules.json` prescribes) straight
-from `model.safetensors` with numpy matrix products; the tokenizer is the folder's own
-`tokenizer.json`. Vectors agree with sentence-transformers' to ~1e-6 (tested), so both
-may write into the same index and cache.
+encoder layers with 12-head attention and erf GELU, then mean pooling over real tokens and
+L2 normalisation, as the model folder's `modules.json` prescribes) straight from
+`model.safetensors` with numpy matrix products; the tokenizer is the folder's own
+`tokenizer.json`. Vectors agree with sentence-transformers' to within 1e-6 (tests check
+1e-5), so both engines may write into the same index and cache.
 
-Weights are memory-mapped by safetensors and cast once; loading takes a fraction of a
-second. Deliberately absent: other architectures (RoBERTa, relative positions, CLS
-pooling), dropout and anything for training; `load` refuses a folder it cannot run
-exactly, and the caller falls back to sentence-transformers.
+Weights are read once with safetensors (query, key and value fused, matrices stored
+transposed); loading takes a fraction of a second. Deliberately absent: other
+architectures (RoBERTa, relative positions, CLS pooling), dropout and anything for
+training; `supported` refuses a folder this cannot run exactly, and the embedder then uses
+sentence-transformers.
 """
 
 from __future__ import annotations
