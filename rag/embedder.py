@@ -11,9 +11,9 @@ query, the chunks of one edited note) go through `rag.minilm`, numpy on one BLAS
 which loads in well under a second; batches above `SMALL_BATCH` go through torch and
 sentence-transformers, which take seconds to import but encode faster in bulk. Each loads
 on first use, so `rag index` after an edit and the query path never import torch. The two
-agree to within 1e-6 (tests/test_query_embedding.py). A model folder `rag.minilm` cannot run exactly uses
-torch for everything. Deliberately absent: GPU selection (CPU is the target) and
-instruction prefixes.
+agree to within 1e-6 (tests/test_query_embedding.py). A model folder that `rag.minilm`
+cannot run exactly uses torch for everything. Deliberately absent: GPU selection (CPU is
+the target) and instruction prefixes.
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ class SentenceTransformerEmbedder:
         self._path = path
         self._batch_size = batch_size
         self._model = None
-        self._tokenizer = None  # list[str] -> list[int], built on first use
-        self._encode_one = None  # str -> int
+        self._counting = None  # (str -> int, list[str] -> list[int]): see _counters
         self._numpy = None  # rag.minilm.MiniLM once loaded; False when the folder needs torch
         self._blas = None  # threadpoolctl controller: the numpy engine runs on one BLAS thread
         self._lock = threading.Lock()
@@ -159,13 +158,15 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(out.numpy(), dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
-        if self._encode_one is None:
-            self.count_many([])
-        return self._encode_one(text)
+        return self._counters()[0](text)
 
     def count_many(self, texts: list[str]) -> list[int]:
         """Word pieces of each text, special tokens included, never truncated."""
-        if self._tokenizer is None:
+        return self._counters()[1](list(texts)) if texts else []
+
+    def _counters(self):
+        """(count one text, count a list) with the model's own tokenizer, built on first use."""
+        if self._counting is None:
             file = Path(self._path) / "tokenizer.json"
             if file.is_file():
                 from tokenizers import Tokenizer
@@ -173,13 +174,17 @@ class SentenceTransformerEmbedder:
                 tok = Tokenizer.from_file(str(file))
                 tok.no_truncation()
                 tok.no_padding()  # the shipped tokenizer.json pads to a fixed length
-                self._tokenizer = lambda ts: [len(e.ids) for e in tok.encode_batch(ts)]
-                self._encode_one = lambda t: len(tok.encode(t).ids)  # a batch of one costs ~1 ms more
+                self._counting = (
+                    lambda t: len(tok.encode(t).ids),  # a batch of one would cost ~1 ms more
+                    lambda ts: [len(e.ids) for e in tok.encode_batch(ts)],
+                )
             else:
                 hf = self._load().tokenizer
-                self._tokenizer = lambda ts: [len(ids) for ids in hf(list(ts), add_special_tokens=True)["input_ids"]]
-                self._encode_one = lambda t: len(hf(t, add_special_tokens=True)["input_ids"])
-        return self._tokenizer(list(texts)) if texts else []
+                self._counting = (
+                    lambda t: len(hf(t, add_special_tokens=True)["input_ids"]),
+                    lambda ts: [len(ids) for ids in hf(ts, add_special_tokens=True)["input_ids"]],
+                )
+        return self._counting
 
 
 def _read_max_seq_length(folder: Path, default: int) -> int:
